@@ -1,0 +1,21 @@
+"""Captum attributions of bilrp: first-order LRP and token-pair methods with one ``attribute`` signature."""
+
+from ._core.bilrp import BiLRP
+from ._core.embedding_interaction import EmbeddingInteraction
+from ._core.hessian_x_product import HessianXProduct
+from ._core.integrated_jacobians import IntegratedJacobians
+from ._core.lrp import LRP
+from ._core.pair_attribution import InteractionAttribution, PairAttribution, PairSimilarityModel
+from ._core.random_interaction import RandomInteraction
+
+__all__ = [
+    "BiLRP",
+    "HessianXProduct",
+    "EmbeddingInteraction",
+    "RandomInteraction",
+    "IntegratedJacobians",
+    "LRP",
+    "PairAttribution",
+    "InteractionAttribution",
+    "PairSimilarityModel",
+]

@@ -1,0 +1,416 @@
+"""zennit canonizers that install the Transformer LRP rules on a model for the duration of a context.
+
+A canonizer changes module *instances* only (never classes), and its ``remove`` puts back exactly what
+was there before: an instance attribute that existed is restored, one that did not is deleted.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from zennit.canonizers import Canonizer, CompositeCanonizer
+
+from .models.pooling import QKVPooling
+from .rules import (
+    DetachedAttention,
+    attention_with_constant_probabilities,
+    constant_rms_norm,
+    constant_std_layer_norm,
+    proportional_activation,
+)
+
+__all__ = [
+    "InstanceAttributeCanonizer",
+    "AttentionCanonizer",
+    "LayerNormCanonizer",
+    "ActivationCanonizer",
+    "EvalEagerCanonizer",
+    "MultiheadAttentionCanonizer",
+    "TransformerEncoderLayerCanonizer",
+    "ArchitectureCanonizer",
+    "BertCanonizer",
+    "RobertaCanonizer",
+    "MPNetCanonizer",
+    "DistilBertCanonizer",
+    "GPTNeoCanonizer",
+    "TorchTransformerCanonizer",
+    "PoolingCanonizer",
+    "TransformerCanonizer",
+    "import_classes",
+]
+
+_MISSING = object()
+_IMPLEMENTATION = "_attn_implementation_internal"
+
+
+def import_classes(paths: Iterable[str]) -> tuple[type, ...]:
+    """Import classes given as ``"module:Class"``; those whose module is not installed are skipped."""
+    classes = []
+    for path in paths:
+        module_name, _, class_name = path.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        cls = getattr(module, class_name, None)
+        if cls is not None:
+            classes.append(cls)
+    return tuple(classes)
+
+
+class InstanceAttributeCanonizer(Canonizer):
+    """Base canonizer: set attributes on every module instance that :meth:`matches`, restore them on remove.
+
+    Subclasses define :meth:`matches` and :meth:`attributes`, and list the module types they take
+    responsibility for in :attr:`handled_types` (used to report unsupported modules).
+    """
+
+    handled_types: tuple[type, ...] = ()
+
+    def __init__(self) -> None:
+        self.module: nn.Module | None = None
+        self.saved: dict[str, object] = {}
+
+    def matches(self, module: nn.Module) -> bool:
+        """Whether this canonizer applies to ``module``."""
+        return isinstance(module, self.handled_types)
+
+    def attributes(self, module: nn.Module) -> dict[str, object]:
+        """The instance attributes to set on ``module`` while the canonizer is active."""
+        raise NotImplementedError
+
+    def apply(self, root_module: nn.Module) -> list[Canonizer]:
+        """Register a copy of this canonizer on every matching module below ``root_module``."""
+        instances = []
+        for module in root_module.modules():
+            if self.matches(module):
+                instance = self.copy()
+                instance.register(module)
+                instances.append(instance)
+        return instances
+
+    def register(self, module: nn.Module) -> None:
+        """Set the attributes on ``module``, remembering what was there."""
+        self.module = module
+        attributes = self.attributes(module)
+        self.saved = {key: module.__dict__.get(key, _MISSING) for key in attributes}
+        for key, value in attributes.items():
+            object.__setattr__(module, key, value) if key == "forward" else setattr(module, key, value)
+
+    def remove(self) -> None:
+        """Restore every attribute to its state before :meth:`register`."""
+        for key, value in self.saved.items():
+            if value is _MISSING:
+                self.module.__dict__.pop(key, None)
+            else:
+                self.module.__dict__[key] = value
+        self.saved = {}
+
+    def copy(self) -> InstanceAttributeCanonizer:
+        """A fresh, unregistered canonizer of the same configuration."""
+        return self.__class__()
+
+
+class AttentionCanonizer(InstanceAttributeCanonizer):
+    """Rule AH: run the forward of attention modules under :class:`~bilrp.rules.DetachedAttention`.
+
+    Parameters
+    ----------
+    attention_types
+        The attention module classes whose softmax gives the attention probabilities.
+
+    """
+
+    def __init__(self, attention_types: tuple[type, ...] = ()) -> None:
+        super().__init__()
+        self.handled_types = tuple(attention_types)
+
+    def attributes(self, module: nn.Module) -> dict[str, object]:
+        original = module.forward
+
+        def forward(*args, **kwargs):
+            with DetachedAttention():
+                return original(*args, **kwargs)
+
+        return {"forward": forward}
+
+    def copy(self) -> AttentionCanonizer:
+        return self.__class__(self.handled_types)
+
+
+class LayerNormCanonizer(InstanceAttributeCanonizer):
+    """Rule LN: LayerNorm (and RMSNorm) with the normalising statistic held constant."""
+
+    handled_types = (nn.LayerNorm, nn.RMSNorm)
+
+    def attributes(self, module: nn.Module) -> dict[str, object]:
+        shape = tuple(module.normalized_shape)
+        if isinstance(module, nn.RMSNorm):
+            return {"forward": partial(_rms_forward, module, shape)}
+        return {"forward": partial(_layer_norm_forward, module, shape)}
+
+
+def _layer_norm_forward(module: nn.LayerNorm, shape: tuple[int, ...], x: torch.Tensor) -> torch.Tensor:
+    return constant_std_layer_norm(x, shape, module.weight, getattr(module, "bias", None), module.eps)
+
+
+def _rms_forward(module: nn.RMSNorm, shape: tuple[int, ...], x: torch.Tensor) -> torch.Tensor:
+    return constant_rms_norm(x, shape, module.weight, module.eps)
+
+
+_ACTIVATION_PATHS = (
+    "transformers.activations:GELUActivation",
+    "transformers.activations:NewGELUActivation",
+    "transformers.activations:FastGELUActivation",
+    "transformers.activations:QuickGELUActivation",
+    "transformers.activations:AccurateGELUActivation",
+    "transformers.activations:GELUTanh",
+    "transformers.activations:PytorchGELUTanh",
+    "transformers.activations:ClippedGELUActivation",
+    "transformers.activations:SiLUActivation",
+)
+
+
+class ActivationCanonizer(InstanceAttributeCanonizer):
+    """Rule GA: GELU-family activations pass relevance in proportion to ``act(x) / x``.
+
+    Covers ``nn.GELU``, ``nn.SiLU``, ``nn.ReLU`` and the GELU variants of ``transformers.activations``.
+    """
+
+    handled_types = (nn.GELU, nn.SiLU, nn.ReLU, *import_classes(_ACTIVATION_PATHS))
+
+    def attributes(self, module: nn.Module) -> dict[str, object]:
+        original = module.forward
+        return {"forward": partial(proportional_activation, original)}
+
+
+class EvalEagerCanonizer(Canonizer):
+    """Switch a model to eval mode and to the eager attention path; restore both on remove.
+
+    Every HuggingFace config found on a sub-module gets ``_attn_implementation = "eager"`` so that
+    attention goes through a softmax the AH rule can see, with the model's own padding mask.
+    """
+
+    def __init__(self) -> None:
+        self.training: dict[nn.Module, bool] = {}
+        self.implementations: list[tuple[object, object]] = []
+
+    def apply(self, root_module: nn.Module) -> list[Canonizer]:
+        """Register a copy on the root module."""
+        instance = self.copy()
+        instance.register(root_module)
+        return [instance]
+
+    def register(self, root_module: nn.Module) -> None:
+        """Put every module in eval mode and every config on the eager attention path."""
+        self.training = {module: module.training for module in root_module.modules()}
+        for module in root_module.modules():
+            config = getattr(module, "config", None)
+            if config is None or not hasattr(config, "_attn_implementation"):
+                continue
+            if all(config is not seen for seen, _ in self.implementations):
+                self.implementations.append((config, config.__dict__.get(_IMPLEMENTATION, _MISSING)))
+                config.__dict__[_IMPLEMENTATION] = "eager"
+        root_module.eval()
+
+    def remove(self) -> None:
+        """Restore training flags and attention implementations."""
+        for module, training in self.training.items():
+            module.training = training
+        for config, value in self.implementations:
+            if value is _MISSING:
+                config.__dict__.pop(_IMPLEMENTATION, None)
+            else:
+                config.__dict__[_IMPLEMENTATION] = value
+        self.training, self.implementations = {}, []
+
+    def copy(self) -> EvalEagerCanonizer:
+        return self.__class__()
+
+
+class MultiheadAttentionCanonizer(InstanceAttributeCanonizer):
+    """Rule AH for ``nn.MultiheadAttention``: an explicit forward (no fused fast path)."""
+
+    handled_types = (nn.MultiheadAttention,)
+
+    def attributes(self, module: nn.Module) -> dict[str, object]:
+        if module.bias_k is not None or module.add_zero_attn:
+            raise NotImplementedError(
+                "nn.MultiheadAttention with add_bias_kv or add_zero_attn is not supported by bilrp; "
+                "see docs/custom_architectures.md"
+            )
+        return {"forward": partial(_multihead_attention_forward, module)}
+
+
+def _multihead_attention_forward(
+    module: nn.MultiheadAttention,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    need_weights: bool = True,
+    attn_mask: torch.Tensor | None = None,
+    average_attn_weights: bool = True,
+    is_causal: bool = False,
+) -> tuple[torch.Tensor, None]:
+    if not module.batch_first:
+        query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+    batch, length, dim = query.shape
+    heads = module.num_heads
+    if module._qkv_same_embed_dim:
+        w_q, w_k, w_v = module.in_proj_weight.chunk(3)
+    else:
+        w_q, w_k, w_v = module.q_proj_weight, module.k_proj_weight, module.v_proj_weight
+    b_q, b_k, b_v = module.in_proj_bias.chunk(3) if module.in_proj_bias is not None else (None,) * 3
+
+    def split(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        projected = F.linear(t, w, b)
+        return projected.view(t.size(0), t.size(1), heads, -1).transpose(1, 2)
+
+    q, k, v = split(query, w_q, b_q), split(key, w_k, b_k), split(value, w_v, b_v)
+    mask = None
+    if attn_mask is not None:
+        mask = _additive_mask(attn_mask, q.dtype)
+        if mask.dim() == 3:
+            mask = mask.view(batch, heads, *mask.shape[-2:])
+    if key_padding_mask is not None:
+        padding = _additive_mask(key_padding_mask, q.dtype)[:, None, None, :]
+        mask = padding if mask is None else (mask + padding).clamp_min(torch.finfo(q.dtype).min)
+    out = attention_with_constant_probabilities(q, k, v, attn_mask=mask, is_causal=is_causal and mask is None)
+    out = out.transpose(1, 2).reshape(batch, length, dim)
+    out = module.out_proj(out)
+    if not module.batch_first:
+        out = out.transpose(0, 1)
+    return out, None
+
+
+def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """PyTorch's boolean "True = masked out" or additive float mask as an additive float mask."""
+    if mask.dtype == torch.bool:
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(mask, torch.finfo(dtype).min)
+    return mask.to(dtype)
+
+
+class TransformerEncoderLayerCanonizer(InstanceAttributeCanonizer):
+    """``nn.TransformerEncoderLayer``/``nn.TransformerEncoder``: the unfused path and rule GA.
+
+    The layer's activation function (``F.relu``/``F.gelu`` or a module) becomes proportional, and the
+    fused "fast path" and nested tensors are switched off so that every rule is seen.
+    """
+
+    handled_types = (nn.TransformerEncoderLayer, nn.TransformerEncoder)
+
+    def attributes(self, module: nn.Module) -> dict[str, object]:
+        if isinstance(module, nn.TransformerEncoder):
+            return {"use_nested_tensor": False}
+        return {
+            "forward": partial(_encoder_layer_forward, module),
+            "activation": partial(proportional_activation, module.activation),
+        }
+
+
+def _encoder_layer_forward(
+    layer: nn.TransformerEncoderLayer,
+    src: torch.Tensor,
+    src_mask: torch.Tensor | None = None,
+    src_key_padding_mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+) -> torch.Tensor:
+    x = src
+    if layer.norm_first:
+        x = x + layer._sa_block(layer.norm1(x), src_mask, src_key_padding_mask, is_causal=is_causal)
+        return x + layer._ff_block(layer.norm2(x))
+    x = layer.norm1(x + layer._sa_block(x, src_mask, src_key_padding_mask, is_causal=is_causal))
+    return layer.norm2(x + layer._ff_block(x))
+
+
+class ArchitectureCanonizer(CompositeCanonizer):
+    """All rules for one architecture: eval + eager attention, AH on its attention classes, LN and GA.
+
+    Subclasses name their attention classes in :attr:`attention_paths` (``"module:Class"``); a class whose
+    module is not installed is skipped.
+    """
+
+    attention_paths: tuple[str, ...] = ()
+    extra: tuple[Callable[[], Canonizer], ...] = ()
+
+    def __init__(self) -> None:
+        self.attention = AttentionCanonizer(import_classes(self.attention_paths))
+        super().__init__(
+            [EvalEagerCanonizer(), self.attention, LayerNormCanonizer(), ActivationCanonizer()]
+            + [make() for make in self.extra]
+        )
+
+    @property
+    def handled_types(self) -> tuple[type, ...]:
+        """Module types this canonizer installs a rule on."""
+        types: tuple[type, ...] = ()
+        for canonizer in self.canonizers:
+            types += getattr(canonizer, "handled_types", ())
+        return types
+
+
+class BertCanonizer(ArchitectureCanonizer):
+    """BERT family (BERT, MiniLM, SBERT checkpoints, ELECTRA-style copies of BERT's attention)."""
+
+    attention_paths = (
+        "transformers.models.bert.modeling_bert:BertSelfAttention",
+        "transformers.models.electra.modeling_electra:ElectraSelfAttention",
+    )
+
+
+class RobertaCanonizer(ArchitectureCanonizer):
+    """RoBERTa, XLM-RoBERTa and CamemBERT."""
+
+    attention_paths = (
+        "transformers.models.roberta.modeling_roberta:RobertaSelfAttention",
+        "transformers.models.xlm_roberta.modeling_xlm_roberta:XLMRobertaSelfAttention",
+        "transformers.models.camembert.modeling_camembert:CamembertSelfAttention",
+    )
+
+
+class MPNetCanonizer(ArchitectureCanonizer):
+    """MPNet; its relative position bias depends on positions only and is a constant already."""
+
+    attention_paths = ("transformers.models.mpnet.modeling_mpnet:MPNetSelfAttention",)
+
+
+class DistilBertCanonizer(ArchitectureCanonizer):
+    """DistilBERT."""
+
+    attention_paths = ("transformers.models.distilbert.modeling_distilbert:DistilBertSelfAttention",)
+
+
+class GPTNeoCanonizer(ArchitectureCanonizer):
+    """GPT-Neo as used by SGPT (global and local attention layers, no 1/sqrt(d) scaling)."""
+
+    attention_paths = ("transformers.models.gpt_neo.modeling_gpt_neo:GPTNeoSelfAttention",)
+
+
+class TorchTransformerCanonizer(ArchitectureCanonizer):
+    """Plain PyTorch ``nn.TransformerEncoder``/``nn.TransformerEncoderLayer``/``nn.MultiheadAttention``."""
+
+    extra = (MultiheadAttentionCanonizer, TransformerEncoderLayerCanonizer)
+
+
+class PoolingCanonizer(AttentionCanonizer):
+    """Rule AH for bilrp's own learnable attention pooling (:class:`~bilrp.models.pooling.QKVPooling`)."""
+
+    def __init__(self, attention_types: tuple[type, ...] = (QKVPooling,)) -> None:
+        super().__init__(attention_types)
+
+
+class TransformerCanonizer(ArchitectureCanonizer):
+    """Every supported architecture at once, plus bilrp's QKV pooling (the default of the composite)."""
+
+    attention_paths = tuple(
+        path
+        for family in (BertCanonizer, RobertaCanonizer, MPNetCanonizer, DistilBertCanonizer, GPTNeoCanonizer)
+        for path in family.attention_paths
+    )
+    extra = (*TorchTransformerCanonizer.extra, PoolingCanonizer)

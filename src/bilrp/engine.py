@@ -1,0 +1,166 @@
+"""The relevance engine: per-token contributions to every embedding dimension, and their bilinear pairing.
+
+Under the Transformer LRP rules the network is linear in its input given the detached constants, so the
+relevance of token ``i`` for embedding dimension ``m`` is the directional derivative of ``phi_m`` along
+token ``i``'s own input vector::
+
+    C[i, m] = sum_k x[i, k] * d phi_m / d x[i, k]  =  (J_phi  x_i)[m]
+
+All ``C[i, :]`` come from one forward-mode pass per token (batched with ``torch.func.vmap``), or from one
+reverse-mode pass per embedding dimension (batched with ``is_grads_batched``). BiLRP is then a matrix
+product: ``R = C_a @ C_b.T`` (divided by ``|phi_a| |phi_b|`` for cosine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+
+__all__ = ["token_contributions", "pair_relevance", "default_chunk_size", "Mode"]
+
+Mode = Literal["auto", "forward", "reverse"]
+RepresentFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_MEMORY_BUDGET = 2 * 1024**3
+
+
+def default_chunk_size(batch: int, length: int, width: int, itemsize: int = 4) -> int:
+    """How many tangents (or cotangents) to batch so that one chunk stays near a 2 GiB working set."""
+    per_item = max(1, batch * length * width * itemsize * 16)
+    return max(1, _MEMORY_BUDGET // per_item)
+
+
+def token_contributions(
+    represent: RepresentFn,
+    embeddings: torch.Tensor,
+    mask: torch.Tensor,
+    mode: Mode = "auto",
+    chunk_size: int | None = None,
+    baseline: torch.Tensor | None = None,
+    steps: int = 1,
+    forward_mode_allowed: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Contribution of every token to every dimension of the representation.
+
+    Parameters
+    ----------
+    represent
+        ``represent(embeddings, mask) -> phi`` of shape ``(batch, dim)``; call it inside the composite
+        context for LRP, outside for plain gradients.
+    embeddings
+        Input of ``represent``, ``(batch, seq, width)``.
+    mask
+        ``(batch, seq)``, 1 for real tokens; padded tokens get exactly zero contributions.
+    mode
+        ``"forward"`` (one JVP per token), ``"reverse"`` (one VJP per embedding dimension) or ``"auto"``:
+        forward when allowed and tokens do not outnumber dimensions.
+    chunk_size
+        Tangents or cotangents per batched pass (bounds memory); default from a 2 GiB budget.
+    baseline
+        Reference input (zeros if ``None``); directions are ``embeddings - baseline``.
+    steps
+        Number of points on the straight path from ``baseline`` to ``embeddings`` at which the Jacobian is
+        averaged (midpoint rule); 1 evaluates at ``embeddings`` itself (the LRP / gradient x input case).
+    forward_mode_allowed
+        False when the rules live in backward hooks only (forward mode would not see them).
+
+    Returns
+    -------
+    contributions, phi
+        ``(batch, seq, dim)`` contributions and the representation ``phi`` at ``embeddings``.
+
+    """
+    x = embeddings.detach()
+    mask = mask.to(x.device)
+    reference = torch.zeros_like(x) if baseline is None else baseline.detach().to(x)
+    directions = (x - reference) * mask[..., None].to(x.dtype)
+
+    def represent_masked(e: torch.Tensor) -> torch.Tensor:
+        return represent(e, mask)
+
+    with torch.no_grad():
+        phi = represent_masked(x)
+    mode = _choose_mode(mode, x.shape[1], phi.shape[-1], forward_mode_allowed)
+    total = torch.zeros(x.shape[0], x.shape[1], phi.shape[-1], dtype=phi.dtype, device=x.device)
+    alphas = [1.0] if steps == 1 else [(k + 0.5) / steps for k in range(steps)]
+    for alpha in alphas:
+        point = reference + alpha * (x - reference)
+        if mode == "forward":
+            total += _forward_contributions(represent_masked, point, directions, chunk_size)
+        else:
+            total += _reverse_contributions(represent_masked, point, directions, chunk_size)
+    return total / len(alphas), phi
+
+
+def _choose_mode(mode: Mode, length: int, dim: int, forward_mode_allowed: bool) -> str:
+    if mode == "auto":
+        return "forward" if forward_mode_allowed and length <= dim else "reverse"
+    if mode == "forward" and not forward_mode_allowed:
+        raise ValueError(
+            "forward mode cannot see backward-only zennit rules: use mode='reverse' or a composite without linear_rule"
+        )
+    if mode not in ("forward", "reverse"):
+        raise ValueError(f"unknown mode {mode!r}: choose 'auto', 'forward' or 'reverse'")
+    return mode
+
+
+def _forward_contributions(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, directions: torch.Tensor, chunk_size: int | None
+) -> torch.Tensor:
+    batch, length, width = x.shape
+    chunk_size = chunk_size or default_chunk_size(batch, length, width, x.element_size())
+    positions = torch.arange(length, device=x.device)
+
+    def directional_derivative(tangent: torch.Tensor) -> torch.Tensor:
+        return torch.func.jvp(fn, (x,), (tangent,))[1]
+
+    pieces = []
+    with torch.no_grad():
+        for start in range(0, length, chunk_size):
+            chunk = positions[start : start + chunk_size]
+            select = (chunk[:, None] == positions[None, :]).to(x.dtype)  # (c, seq)
+            tangents = select[:, None, :, None] * directions[None]  # (c, batch, seq, width)
+            pieces.append(torch.func.vmap(directional_derivative)(tangents))  # (c, batch, dim)
+    return torch.cat(pieces).permute(1, 0, 2)
+
+
+def _reverse_contributions(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, directions: torch.Tensor, chunk_size: int | None
+) -> torch.Tensor:
+    batch, length, width = x.shape
+    point = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        phi = fn(point)
+    dim = phi.shape[-1]
+    chunk_size = chunk_size or default_chunk_size(batch, length, width, x.element_size())
+    eye = torch.eye(dim, dtype=phi.dtype, device=phi.device)
+    pieces = []
+    for start in range(0, dim, chunk_size):
+        cotangents = eye[start : start + chunk_size, None, :].expand(-1, batch, dim)
+        (grads,) = torch.autograd.grad(phi, point, cotangents, retain_graph=True, is_grads_batched=True)
+        pieces.append(torch.einsum("cbsw,bsw->bsc", grads, directions))
+    return torch.cat(pieces, dim=-1)
+
+
+def pair_relevance(
+    contributions_a: torch.Tensor,
+    contributions_b: torch.Tensor,
+    phi_a: torch.Tensor | None = None,
+    phi_b: torch.Tensor | None = None,
+    similarity: str = "dot",
+) -> torch.Tensor:
+    """Bilinear pairing ``R[b, i, j] = sum_m C_a[b, i, m] C_b[b, j, m]``.
+
+    For ``similarity="cosine"`` the norms ``|phi_a| |phi_b|`` are constants (rule for the normalisation)
+    and divide the result, so that ``R.sum() + bias`` equals the cosine.
+    """
+    relevance = torch.einsum("bim,bjm->bij", contributions_a, contributions_b)
+    if similarity == "cosine":
+        if phi_a is None or phi_b is None:
+            raise ValueError("cosine relevance needs phi_a and phi_b for the norms")
+        norms = (phi_a.norm(dim=-1) * phi_b.norm(dim=-1)).clamp_min(1e-12)
+        relevance = relevance / norms[:, None, None]
+    elif similarity != "dot":
+        raise ValueError(f"unknown similarity {similarity!r}: choose 'dot' or 'cosine'")
+    return relevance

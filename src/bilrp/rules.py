@@ -1,0 +1,131 @@
+"""The Transformer LRP rules of Ali et al. (2022), written into the forward graph.
+
+Each rule keeps the forward values of the model unchanged and makes one quantity a *constant* by
+detaching it from the autograd graph. Because the constant is a detached value of the forward pass,
+reverse-mode (``backward``) and forward-mode (``torch.func.jvp``) autodiff both see the rule, which is
+what lets the BiLRP engine use forward mode.
+
+- **AH** (attention head): the attention probabilities are constants, :class:`DetachedAttention`.
+- **LN** (layer norm): the standard deviation ``sqrt(var + eps)`` is a constant, :func:`constant_std_layer_norm`.
+- **GA** (gated activation): ``act(x) = x * [act(x) / x]`` with the ratio constant,
+  :func:`proportional_activation`.
+
+Linear layers need no rule for LRP-0: its relevance is gradient times input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+__all__ = [
+    "DetachedAttention",
+    "attention_with_constant_probabilities",
+    "constant_std_layer_norm",
+    "constant_rms_norm",
+    "proportional_activation",
+]
+
+_SOFTMAX_FUNCTIONS = {F.softmax, torch.softmax, torch.Tensor.softmax, torch.special.softmax}
+
+
+def attention_with_constant_probabilities(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> torch.Tensor:
+    """Scaled dot-product attention whose probabilities are constants (rule AH).
+
+    Takes the arguments of :func:`torch.nn.functional.scaled_dot_product_attention` and gives the same
+    forward values; only the value path carries gradients.
+    """
+    if dropout_p:
+        raise ValueError("attention dropout must be off while explaining: call model.eval() first")
+    if enable_gqa and key.size(-3) != query.size(-3):
+        repeats = query.size(-3) // key.size(-3)
+        key = key.repeat_interleave(repeats, dim=-3)
+        value = value.repeat_interleave(repeats, dim=-3)
+    scale = query.size(-1) ** -0.5 if scale is None else scale
+    scores = torch.matmul(query, key.transpose(-2, -1)) * scale
+    lowest = torch.finfo(scores.dtype).min
+    if is_causal:
+        causal = torch.ones(query.size(-2), key.size(-2), dtype=torch.bool, device=query.device).tril()
+        scores = scores.masked_fill(~causal, lowest)
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, lowest)
+        else:
+            scores = scores + attn_mask
+    probabilities = torch.softmax(scores, dim=-1).detach()
+    return torch.matmul(probabilities, value)
+
+
+class DetachedAttention(TorchFunctionMode):
+    """Torch function mode applying rule AH to all attention computed while it is active.
+
+    Inside the mode, every softmax returns a detached (constant) result and
+    :func:`~torch.nn.functional.scaled_dot_product_attention` is replaced by
+    :func:`attention_with_constant_probabilities`. Canonizers activate it only around the forward of
+    attention modules, so no other softmax of the program is touched.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            return attention_with_constant_probabilities(*args, **kwargs)
+        result = func(*args, **kwargs)
+        if func in _SOFTMAX_FUNCTIONS:
+            return result.detach()
+        return result
+
+
+def constant_std_layer_norm(
+    x: torch.Tensor,
+    normalized_shape: tuple[int, ...],
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+) -> torch.Tensor:
+    """Layer normalisation with the standard deviation ``sqrt(var + eps)`` held constant (rule LN)."""
+    dims = tuple(range(-len(normalized_shape), 0))
+    centred = x - x.mean(dim=dims, keepdim=True)
+    std = (centred.pow(2).mean(dim=dims, keepdim=True) + eps).sqrt().detach()
+    out = centred / std
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def constant_rms_norm(
+    x: torch.Tensor, normalized_shape: tuple[int, ...], weight: torch.Tensor | None, eps: float | None
+) -> torch.Tensor:
+    """RMS normalisation with the root mean square held constant (rule LN for RMSNorm)."""
+    dims = tuple(range(-len(normalized_shape), 0))
+    eps = torch.finfo(x.dtype).eps if eps is None else eps
+    rms = (x.pow(2).mean(dim=dims, keepdim=True) + eps).sqrt().detach()
+    out = x / rms
+    return out * weight if weight is not None else out
+
+
+def proportional_activation(
+    activation: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, ratio_at_zero: float = 0.5
+) -> torch.Tensor:
+    """Apply ``activation`` as ``x * [activation(x) / x]`` with the ratio constant (rule GA).
+
+    The forward value is ``activation(x)``; relevance passes in proportion to it. Where ``x == 0`` the
+    ratio is its limit ``ratio_at_zero`` (0.5 for the GELU family and SiLU).
+    """
+    y = activation(x)
+    nonzero = x != 0
+    ratio = torch.where(nonzero, y / torch.where(nonzero, x, torch.ones_like(x)), ratio_at_zero)
+    return x * ratio.detach()
