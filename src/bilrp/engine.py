@@ -6,9 +6,20 @@ token ``i``'s own input vector::
 
     C[i, m] = sum_k x[i, k] * d phi_m / d x[i, k]  =  (J_phi  x_i)[m]
 
-All ``C[i, :]`` come from one forward-mode pass per token (batched with ``torch.func.vmap``), or from one
-reverse-mode pass per embedding dimension (batched with ``is_grads_batched``). BiLRP is then a matrix
-product: ``R = C_a @ C_b.T`` (divided by ``|phi_a| |phi_b|`` for cosine).
+Three ways compute all ``C[i, :]``:
+
+- ``"replay"``: record the rule constants in one forward pass, then run the network once more over a
+  batch holding, for every token ``i``, the input with only token ``i`` kept (plus one all-zero input).
+  With the constants frozen the network is affine, so ``C[i] = f(x_i) - f(0)``. This propagates
+  per-token contributions forward with plain PyTorch operations: the cost is that of a forward pass
+  over ``seq`` sequences, the floor for this quantity. A self-check verifies
+  ``sum_i C[i] + f(0) == phi`` (it fails if some non-linearity has no rule).
+- ``"forward"``: one forward-mode JVP per token, batched with ``torch.func.vmap`` (any function; used for
+  plain-gradient methods).
+- ``"reverse"``: one VJP per embedding dimension, batched with ``is_grads_batched`` (backward-only zennit
+  rules, or more tokens than dimensions).
+
+BiLRP is then a matrix product: ``R = C_a @ C_b.T`` (divided by ``|phi_a| |phi_b|`` for cosine).
 """
 
 from __future__ import annotations
@@ -18,9 +29,18 @@ from typing import Literal
 
 import torch
 
-__all__ = ["token_contributions", "pair_relevance", "default_chunk_size", "Mode"]
+from .constants import recording, replaying
 
-Mode = Literal["auto", "forward", "reverse"]
+__all__ = ["token_contributions", "pair_relevance", "default_chunk_size", "Mode", "NonlinearityError"]
+
+Mode = Literal["auto", "replay", "forward", "reverse"]
+_SELF_CHECK_TOLERANCE = 1e-3
+
+
+class NonlinearityError(RuntimeError):
+    """The network is not affine under the frozen rule constants (a non-linearity without a rule)."""
+
+
 RepresentFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _MEMORY_BUDGET = 2 * 1024**3
 
@@ -40,6 +60,7 @@ def token_contributions(
     baseline: torch.Tensor | None = None,
     steps: int = 1,
     forward_mode_allowed: bool = True,
+    affine_under_rules: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Contribution of every token to every dimension of the representation.
 
@@ -53,8 +74,9 @@ def token_contributions(
     mask
         ``(batch, seq)``, 1 for real tokens; padded tokens get exactly zero contributions.
     mode
-        ``"forward"`` (one JVP per token), ``"reverse"`` (one VJP per embedding dimension) or ``"auto"``:
-        forward when allowed and tokens do not outnumber dimensions.
+        ``"replay"`` (frozen rule constants, one batched forward pass), ``"forward"`` (one JVP per token),
+        ``"reverse"`` (one VJP per embedding dimension) or ``"auto"``: replay when ``affine_under_rules``,
+        else forward when allowed, each while tokens do not outnumber (twice) the dimensions; else reverse.
     chunk_size
         Tangents or cotangents per batched pass (bounds memory); default from a 2 GiB budget.
     baseline
@@ -64,6 +86,9 @@ def token_contributions(
         averaged (midpoint rule); 1 evaluates at ``embeddings`` itself (the LRP / gradient x input case).
     forward_mode_allowed
         False when the rules live in backward hooks only (forward mode would not see them).
+    affine_under_rules
+        True when ``represent`` runs under rules written with :func:`bilrp.constants.constant` and nothing
+        else is non-linear (BiLRP with an LRP-0 :class:`~bilrp.TransformerComposite`): enables replay.
 
     Returns
     -------
@@ -81,7 +106,11 @@ def token_contributions(
 
     with torch.no_grad():
         phi = represent_masked(x)
-    mode = _choose_mode(mode, x.shape[1], phi.shape[-1], forward_mode_allowed)
+    mode = _choose_mode(mode, x.shape[1], phi.shape[-1], forward_mode_allowed, affine_under_rules)
+    if mode == "replay":
+        if steps != 1 or baseline is not None:
+            raise ValueError("replay mode evaluates at the input only: use mode='forward' for path integrals")
+        return _replay_contributions(represent, x, mask, directions, chunk_size), phi
     total = torch.zeros(x.shape[0], x.shape[1], phi.shape[-1], dtype=phi.dtype, device=x.device)
     alphas = [1.0] if steps == 1 else [(k + 0.5) / steps for k in range(steps)]
     for alpha in alphas:
@@ -93,16 +122,54 @@ def token_contributions(
     return total / len(alphas), phi
 
 
-def _choose_mode(mode: Mode, length: int, dim: int, forward_mode_allowed: bool) -> str:
+def _choose_mode(mode: Mode, length: int, dim: int, forward_mode_allowed: bool, affine: bool) -> str:
     if mode == "auto":
+        if affine and length <= 2 * dim:
+            return "replay"
         return "forward" if forward_mode_allowed and length <= dim else "reverse"
+    if mode == "replay" and not affine:
+        raise ValueError("replay mode needs a network that is affine under the rules (BiLRP with LRP-0 linear layers)")
     if mode == "forward" and not forward_mode_allowed:
         raise ValueError(
             "forward mode cannot see backward-only zennit rules: use mode='reverse' or a composite without linear_rule"
         )
-    if mode not in ("forward", "reverse"):
-        raise ValueError(f"unknown mode {mode!r}: choose 'auto', 'forward' or 'reverse'")
+    if mode not in ("replay", "forward", "reverse"):
+        raise ValueError(f"unknown mode {mode!r}: choose 'auto', 'replay', 'forward' or 'reverse'")
     return mode
+
+
+def _token_tangents(directions: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``(len(positions), batch, seq, width)``: item ``k`` keeps only token ``positions[k]`` of each text."""
+    select = positions[:, None] == torch.arange(directions.shape[1], device=directions.device)[None, :]
+    return select.to(directions.dtype)[:, None, :, None] * directions[None]
+
+
+def _replay_contributions(
+    represent: RepresentFn, x: torch.Tensor, mask: torch.Tensor, directions: torch.Tensor, chunk_size: int | None
+) -> torch.Tensor:
+    batch, length, width = x.shape
+    chunk_size = chunk_size or default_chunk_size(batch, length, width, x.element_size())
+    with torch.no_grad():
+        with recording() as tape:
+            phi = represent(x, mask)
+        pieces, offset = [], None
+        for start in range(0, length, chunk_size):
+            positions = torch.arange(start, min(start + chunk_size, length), device=x.device)
+            inputs = torch.cat([torch.zeros_like(x)[None], _token_tangents(directions, positions)])
+            repeats = inputs.shape[0]
+            with replaying(tape, repeats):
+                out = represent(inputs.reshape(repeats * batch, length, width), mask.repeat(repeats, 1))
+            out = out.reshape(repeats, batch, -1)
+            offset = out[0]
+            pieces.append(out[1:] - offset)
+    contributions = torch.cat(pieces).permute(1, 0, 2)
+    error = float((contributions.sum(1) + offset - phi).abs().max() / phi.abs().max().clamp_min(1e-12))
+    if error > _SELF_CHECK_TOLERANCE:
+        raise NonlinearityError(
+            f"the network is not affine under the frozen rule constants (self-check error {error:.2e}): some "
+            "non-linear module has no LRP rule; add a canonizer for it or use mode='forward'"
+        )
+    return contributions
 
 
 def _forward_contributions(
@@ -118,9 +185,7 @@ def _forward_contributions(
     pieces = []
     with torch.no_grad():
         for start in range(0, length, chunk_size):
-            chunk = positions[start : start + chunk_size]
-            select = (chunk[:, None] == positions[None, :]).to(x.dtype)  # (c, seq)
-            tangents = select[:, None, :, None] * directions[None]  # (c, batch, seq, width)
+            tangents = _token_tangents(directions, positions[start : start + chunk_size])
             pieces.append(torch.func.vmap(directional_derivative)(tangents))  # (c, batch, dim)
     return torch.cat(pieces).permute(1, 0, 2)
 

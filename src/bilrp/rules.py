@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from .constants import constant
+
 __all__ = [
     "DetachedAttention",
     "attention_with_constant_probabilities",
@@ -64,7 +66,7 @@ def attention_with_constant_probabilities(
             scores = scores.masked_fill(~attn_mask, lowest)
         else:
             scores = scores + attn_mask
-    probabilities = torch.softmax(scores, dim=-1).detach()
+    probabilities = constant(lambda: torch.softmax(scores, dim=-1), like=scores)
     return torch.matmul(probabilities, value)
 
 
@@ -81,10 +83,9 @@ class DetachedAttention(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is F.scaled_dot_product_attention:
             return attention_with_constant_probabilities(*args, **kwargs)
-        result = func(*args, **kwargs)
         if func in _SOFTMAX_FUNCTIONS:
-            return result.detach()
-        return result
+            return constant(lambda: func(*args, **kwargs), like=args[0] if args else kwargs["input"])
+        return func(*args, **kwargs)
 
 
 def constant_std_layer_norm(
@@ -97,7 +98,8 @@ def constant_std_layer_norm(
     """Layer normalisation with the standard deviation ``sqrt(var + eps)`` held constant (rule LN)."""
     dims = tuple(range(-len(normalized_shape), 0))
     centred = x - x.mean(dim=dims, keepdim=True)
-    std = (centred.pow(2).mean(dim=dims, keepdim=True) + eps).sqrt().detach()
+    # statistics from the detached value: no tangent work for them in forward mode
+    std = constant(lambda: (x.detach().var(dim=dims, unbiased=False, keepdim=True) + eps).sqrt(), like=x)
     out = centred / std
     if weight is not None:
         out = out * weight
@@ -112,7 +114,7 @@ def constant_rms_norm(
     """RMS normalisation with the root mean square held constant (rule LN for RMSNorm)."""
     dims = tuple(range(-len(normalized_shape), 0))
     eps = torch.finfo(x.dtype).eps if eps is None else eps
-    rms = (x.pow(2).mean(dim=dims, keepdim=True) + eps).sqrt().detach()
+    rms = constant(lambda: (x.detach().pow(2).mean(dim=dims, keepdim=True) + eps).sqrt(), like=x)
     out = x / rms
     return out * weight if weight is not None else out
 
@@ -125,7 +127,12 @@ def proportional_activation(
     The forward value is ``activation(x)``; relevance passes in proportion to it. Where ``x == 0`` the
     ratio is its limit ``ratio_at_zero`` (0.5 for the GELU family and SiLU).
     """
-    y = activation(x)
-    nonzero = x != 0
-    ratio = torch.where(nonzero, y / torch.where(nonzero, x, torch.ones_like(x)), ratio_at_zero)
-    return x * ratio.detach()
+
+    def ratio() -> torch.Tensor:  # from the detached value: computed once, even under vmap
+        value = x.detach()
+        nonzero = value != 0
+        return torch.where(
+            nonzero, activation(value) / torch.where(nonzero, value, torch.ones_like(value)), ratio_at_zero
+        )
+
+    return x * constant(ratio, like=x)

@@ -25,8 +25,8 @@ class BiLRP(InteractionAttribution):
     composite
         The rules; default ``TransformerComposite()`` (LRP-0 for linear layers).
     mode
-        Engine mode: ``"auto"`` (forward mode where the rules allow it and tokens do not outnumber
-        embedding dimensions), ``"forward"`` or ``"reverse"``.
+        Engine mode (see :mod:`bilrp.engine`): ``"auto"`` (replay of the frozen rule constants when the
+        rules allow it, else reverse mode), ``"replay"``, ``"forward"`` or ``"reverse"``.
 
     """
 
@@ -55,4 +55,5 @@ class BiLRP(InteractionAttribution):
                 mode=self.mode,
                 chunk_size=internal_batch_size,
                 forward_mode_allowed=forward_ok,
+                affine_under_rules=forward_ok,
             )
