@@ -277,7 +277,7 @@ def explain_batch(
         a, b = encoded[text_a], encoded[text_b]
         relevance, delta = attribution.attribute(
             (a["embeddings"][None], b["embeddings"][None]),
-            (torch.ones(1, a["length"], dtype=torch.long), torch.ones(1, b["length"], dtype=torch.long)),
+            (a["embeddings"].new_ones(1, a["length"]).long(), b["embeddings"].new_ones(1, b["length"]).long()),
             internal_batch_size=internal_batch_size,
             return_convergence_delta=True,
         )
@@ -314,8 +314,9 @@ def _explain_factorised(model, attribution, pairs, encoded, batch_size, internal
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
         width = max(encoded[t]["length"] for t in chunk)
-        embeddings = torch.zeros(len(chunk), width, encoded[chunk[0]]["embeddings"].shape[-1])
-        mask = torch.zeros(len(chunk), width, dtype=torch.long)
+        first = encoded[chunk[0]]["embeddings"]
+        embeddings = first.new_zeros(len(chunk), width, first.shape[-1])
+        mask = torch.zeros(len(chunk), width, dtype=torch.long, device=first.device)
         for row, text in enumerate(chunk):
             n = encoded[text]["length"]
             embeddings[row, :n] = encoded[text]["embeddings"]

@@ -46,11 +46,22 @@ class HessianXProduct(InteractionAttribution):
         return self._contributions(embeddings, mask, internal_batch_size, steps=1)
 
     def _contributions(
-        self, embeddings: torch.Tensor, mask: torch.Tensor, internal_batch_size: int | None, steps: int
+        self,
+        embeddings: torch.Tensor,
+        mask: torch.Tensor,
+        internal_batch_size: int | None,
+        steps: int,
+        baseline: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         with PlainComposite().context(self.forward_func):
             return token_contributions(
-                self._normalised, embeddings, mask, mode=self.mode, chunk_size=internal_batch_size, steps=steps
+                self._normalised,
+                embeddings,
+                mask,
+                mode=self.mode,
+                chunk_size=internal_batch_size,
+                steps=steps,
+                baseline=baseline,
             )
 
     def combine(self, contributions_a, contributions_b, phi_a, phi_b):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ...engine import Mode
@@ -32,14 +34,22 @@ class IntegratedJacobians(HessianXProduct):
 
     name = "Integrated Jacobians"
 
-    def __init__(self, forward_func: PairSimilarityModel, n_steps: int = 50, mode: Mode = "auto") -> None:
+    def __init__(
+        self,
+        forward_func: PairSimilarityModel,
+        n_steps: int = 50,
+        mode: Mode = "auto",
+        baseline: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         super().__init__(forward_func, mode=mode)
         if n_steps < 1:
             raise ValueError(f"n_steps must be at least 1, got {n_steps}")
         self.n_steps = n_steps
+        self.baseline = baseline
 
     def contributions(
         self, embeddings: torch.Tensor, mask: torch.Tensor, internal_batch_size: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Path-integrated contributions per token and embedding dimension, and ``n(x)``."""
-        return self._contributions(embeddings, mask, internal_batch_size, steps=self.n_steps)
+        reference = None if self.baseline is None else self.baseline(embeddings, mask)
+        return self._contributions(embeddings, mask, internal_batch_size, steps=self.n_steps, baseline=reference)
