@@ -155,9 +155,24 @@ class InteractionAttribution(PairAttribution):
         return relevance, self.forward_func.compare(phi_a, phi_b)
 
     def _relevance(self, emb_a, emb_b, mask_a, mask_b, internal_batch_size):
-        contributions_a, phi_a = self.contributions(emb_a, mask_a, internal_batch_size)
-        contributions_b, phi_b = self.contributions(emb_b, mask_b, internal_batch_size)
-        return self.combine(contributions_a, contributions_b, phi_a, phi_b)
+        # both sides in one padded batch: one engine pass instead of two
+        length_a, length_b = emb_a.shape[1], emb_b.shape[1]
+        width = max(length_a, length_b)
+        embeddings = torch.cat([_pad(emb_a, width), _pad(emb_b, width)])
+        masks = torch.cat([_pad(mask_a, width), _pad(mask_b, width)])
+        contributions, phi = self.contributions(embeddings, masks, internal_batch_size)
+        batch = emb_a.shape[0]
+        return self.combine(
+            contributions[:batch, :length_a], contributions[batch:, :length_b], phi[:batch], phi[batch:]
+        )
+
+
+def _pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
+    """Zero-pad dimension 1 of ``tensor`` to ``length``."""
+    missing = length - tensor.shape[1]
+    if missing == 0:
+        return tensor
+    return torch.cat([tensor, tensor.new_zeros(tensor.shape[0], missing, *tensor.shape[2:])], dim=1)
 
 
 def _unpack(inputs, additional_forward_args):
