@@ -30,29 +30,33 @@ LENGTHS = (16, 32, 64)
 WAYS = ("loop", "reverse", "engine", "floor")
 
 
-def build_model(name: str, device: str):
+def build_model(name: str, device: str, random_weights: bool = False):
+    """The real all-MiniLM-L6-v2, or a randomly initialised BERT of MiniLM's or BERT-base's size.
+
+    Timing does not depend on the weights; random MiniLM-sized weights serve where the real ones are not
+    installed (e.g. on a GPU machine). Inputs are random token ids, so no tokenizer is needed.
+    """
     from transformers import BertConfig, BertModel
 
     import bilrp
 
-    if name == "minilm":
-        model = bilrp.SimilarityModel.from_pretrained()
-    else:
-        torch.manual_seed(0)
-        encoder = BertModel(BertConfig(), add_pooling_layer=False).eval()  # 12 layers, 768 dims: BERT-base
-        base = bilrp.SimilarityModel.from_pretrained()
-        model = bilrp.SimilarityModel(encoder, base.tokenizer, pooling="mean", similarity="cosine")
-    return model.to(device).eval()
+    if name == "minilm" and not random_weights:
+        return bilrp.SimilarityModel.from_pretrained().to(device).eval()
+    torch.manual_seed(0)
+    sizes = {"minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)}
+    config = BertConfig(**sizes.get(name, {}))  # defaults: 12 layers, 768 dims, 12 heads (BERT-base)
+    encoder = BertModel(config, add_pooling_layer=False)
+    return bilrp.SimilarityModel(encoder, None, pooling="mean", similarity="cosine").to(device).eval()
 
 
-def make_inputs(model, length: int, device: str):
+def make_inputs(model, length: int, device: str, pairs: int = 1):
     torch.manual_seed(length)
-    ids = torch.randint(1000, 20000, (2, length), device=device)
+    ids = torch.randint(1000, 20000, (2 * pairs, length), device=device)
     ids[:, 0], ids[:, -1] = 101, 102
-    mask = torch.ones(2, length, dtype=torch.long, device=device)
+    mask = torch.ones(2 * pairs, length, dtype=torch.long, device=device)
     with torch.no_grad():
         embeddings = model.embed(ids, mask)
-    return embeddings[:1], embeddings[1:], mask[:1], mask[1:]
+    return embeddings[:pairs], embeddings[pairs:], mask[:pairs], mask[pairs:]
 
 
 def per_dimension_loop(model, emb_a, emb_b, mask_a, mask_b, dims: int) -> None:
@@ -68,12 +72,21 @@ def per_dimension_loop(model, emb_a, emb_b, mask_a, mask_b, dims: int) -> None:
                 (x * grad).sum(-1)
 
 
-def measure(model_name: str, length: int, way: str, device: str, loop_dims: int, repeats: int) -> dict:
+def measure(
+    model_name: str,
+    length: int,
+    way: str,
+    device: str,
+    loop_dims: int,
+    repeats: int,
+    random_weights: bool = False,
+    pairs: int = 1,
+) -> dict:
     import bilrp
 
     torch.set_grad_enabled(True)
-    model = build_model(model_name, device)
-    emb_a, emb_b, mask_a, mask_b = make_inputs(model, length, device)
+    model = build_model(model_name, device, random_weights)
+    emb_a, emb_b, mask_a, mask_b = make_inputs(model, length, device, 1 if way == "loop" else pairs)
     dim = model.encoder.config.hidden_size
     if way == "loop":
         run = lambda: per_dimension_loop(model, emb_a, emb_b, mask_a, mask_b, loop_dims)  # noqa: E731
@@ -83,14 +96,16 @@ def measure(model_name: str, length: int, way: str, device: str, loop_dims: int,
         run = lambda: attribution.attribute((emb_a, emb_b), (mask_a, mask_b))  # noqa: E731
         scale = 1.0
     else:
-        batch = torch.cat([emb_a.expand(length, -1, -1), emb_b.expand(length, -1, -1)])
-        batch_mask = torch.cat([mask_a.expand(length, -1), mask_b.expand(length, -1)])
+        batch = torch.cat([emb_a.repeat_interleave(length, 0), emb_b.repeat_interleave(length, 0)])
+        batch_mask = torch.cat([mask_a.repeat_interleave(length, 0), mask_b.repeat_interleave(length, 0)])
 
         def run():
             with torch.no_grad():
                 model.represent(batch, batch_mask)
 
         scale = 1.0
+    if way != "loop":
+        scale = 1.0 / pairs  # time per pair
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     sync()
     if device == "cuda":
@@ -109,7 +124,14 @@ def measure(model_name: str, length: int, way: str, device: str, loop_dims: int,
         peak_mb = torch.cuda.max_memory_allocated() / 2**20 - base_mb
     else:
         peak_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before, 0) / 1024
-    return {"model": model_name, "length": length, "way": way, "seconds": min(times) * scale, "peak_mb": peak_mb}
+    return {
+        "model": model_name,
+        "length": length,
+        "way": way,
+        "pairs": pairs,
+        "seconds": min(times) * scale,
+        "peak_mb": peak_mb,
+    }
 
 
 def stsb_run(device: str, data_dir: str | None) -> dict:
@@ -124,7 +146,7 @@ def stsb_run(device: str, data_dir: str | None) -> dict:
     return {"pairs": len(explanations), "seconds": seconds, "pairs_per_second": len(explanations) / seconds}
 
 
-def table(rows: list[dict], device: str) -> str:
+def table(rows: list[dict], device: str) -> str:  # noqa: D103
     lines = [
         "| model | tokens/text | (i) loop s | (ii) reverse s | (iii) engine s | (iv) floor s | (i)/(iii) | (iii)/(iv) "
         "| peak MB (i/ii/iii/iv) |",
@@ -141,7 +163,11 @@ def table(rows: list[dict], device: str) -> str:
                 f"| {model} | {length} | {t['loop']:.2f} | {t['reverse']:.3f} | {t['engine']:.3f} | {t['floor']:.3f} "
                 f"| {t['loop'] / t['engine']:.0f}x | {t['engine'] / t['floor']:.2f}x | {memory} |"
             )
-    return "\n".join(lines) + f"\n\n(device: {device}; times per sentence pair, best of repeats)"
+    pairs = rows[0]["pairs"] if rows else 1
+    return (
+        "\n".join(lines)
+        + f"\n\n(device: {device}; seconds per sentence pair, best of repeats; (ii)-(iv) in batches of {pairs} pair(s))"
+    )
 
 
 def main() -> None:
@@ -151,13 +177,18 @@ def main() -> None:
     parser.add_argument("--lengths", nargs="+", type=int, default=list(LENGTHS))
     parser.add_argument("--loop-dims", type=int, default=16, help="dimensions timed in the loop, then scaled")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=1, help="pairs per batch for (ii)-(iv); times are per pair")
+    parser.add_argument("--random-weights", action="store_true", help="MiniLM-sized random weights (no download)")
     parser.add_argument("--stsb", action="store_true", help="also explain the STSb test set (needs BILRP_DATA_DIR)")
     parser.add_argument("--json", help="write all measurements to this JSON file")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # child process: one measurement
         model, length, way = args.one.split(":")
-        print(json.dumps(measure(model, int(length), way, args.device, args.loop_dims, args.repeats)))
+        result = measure(
+            model, int(length), way, args.device, args.loop_dims, args.repeats, args.random_weights, args.pairs
+        )
+        print(json.dumps(result))
         return
     rows = []
     for model in args.models:
@@ -174,7 +205,10 @@ def main() -> None:
                     str(args.loop_dims),
                     "--repeats",
                     str(args.repeats),
+                    "--pairs",
+                    str(args.pairs),
                 ]
+                command += ["--random-weights"] if args.random_weights else []
                 output = subprocess.run(command, capture_output=True, text=True, check=True, env=os.environ).stdout
                 rows.append(json.loads(output.strip().splitlines()[-1]))
                 print(rows[-1], file=sys.stderr, flush=True)
