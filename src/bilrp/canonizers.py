@@ -6,8 +6,10 @@ was there before: an instance attribute that existed is restored, one that did n
 
 from __future__ import annotations
 
+import copy
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import partial
 
 import torch
@@ -25,6 +27,8 @@ from .rules import (
 )
 
 __all__ = [
+    "UnsupportedModuleError",
+    "CUSTOM_ARCHITECTURE_DOCS",
     "InstanceAttributeCanonizer",
     "AttentionCanonizer",
     "LayerNormCanonizer",
@@ -48,6 +52,26 @@ __all__ = [
 
 _MISSING = object()
 _IMPLEMENTATION = "_attn_implementation_internal"
+CUSTOM_ARCHITECTURE_DOCS = 'docs/custom_architectures.md ("Writing a canonizer for your architecture")'
+
+
+class UnsupportedModuleError(TypeError):
+    """A module that the composite has no rule for (an unknown attention or normalisation class)."""
+
+
+@contextmanager
+def _reverted_on_error(instances: list[Canonizer]) -> Iterator[list[Canonizer]]:
+    """Collect applied canonizer instances; if the block raises, remove them newest first and re-raise.
+
+    zennit only learns about instances once ``apply`` returns, so a failure half-way through ``apply``
+    must undo what was already applied itself, or the model would be left half-canonized.
+    """
+    try:
+        yield instances
+    except BaseException:
+        for instance in reversed(instances):
+            instance.remove()
+        raise
 
 
 def import_classes(paths: Iterable[str]) -> tuple[type, ...]:
@@ -86,14 +110,25 @@ class InstanceAttributeCanonizer(Canonizer):
         """The instance attributes to set on ``module`` while the canonizer is active."""
         raise NotImplementedError
 
+    def unsupported(self, module: nn.Module) -> str | None:
+        """Why ``module``, although it :meth:`matches`, cannot be handled (``None``: it can).
+
+        :class:`~bilrp.TransformerComposite` asks this before registering anything, so that such a model
+        gets an :class:`UnsupportedModuleError` naming the module and is left untouched.
+        """
+        return None
+
+    def targets(self, root_module: nn.Module) -> Iterator[nn.Module]:
+        """The modules below ``root_module`` that this canonizer sets attributes on."""
+        return (module for module in root_module.modules() if self.matches(module))
+
     def apply(self, root_module: nn.Module) -> list[Canonizer]:
-        """Register a copy of this canonizer on every matching module below ``root_module``."""
-        instances = []
-        for module in root_module.modules():
-            if self.matches(module):
+        """Register a copy of this canonizer on every target module; on error, undo the copies registered."""
+        with _reverted_on_error([]) as instances:
+            for module in self.targets(root_module):
                 instance = self.copy()
+                instances.append(instance)  # before register: a partial register is undone too
                 instance.register(module)
-                instances.append(instance)
         return instances
 
     def register(self, module: nn.Module) -> None:
@@ -114,8 +149,10 @@ class InstanceAttributeCanonizer(Canonizer):
         self.saved = {}
 
     def copy(self) -> InstanceAttributeCanonizer:
-        """A fresh, unregistered canonizer of the same configuration."""
-        return self.__class__()
+        """A fresh, unregistered canonizer of the same configuration (a subclass needs no override)."""
+        clone = copy.copy(self)
+        clone.module, clone.saved = None, {}
+        return clone
 
 
 class AttentionCanonizer(InstanceAttributeCanonizer):
@@ -133,7 +170,7 @@ class AttentionCanonizer(InstanceAttributeCanonizer):
         self.handled_types = tuple(attention_types)
 
     def attributes(self, module: nn.Module) -> dict[str, object]:
-        original = module.forward
+        original = _eager_forward(module)
 
         def forward(*args, **kwargs):
             with DetachedAttention():
@@ -141,8 +178,33 @@ class AttentionCanonizer(InstanceAttributeCanonizer):
 
         return {"forward": forward}
 
-    def copy(self) -> AttentionCanonizer:
-        return self.__class__(self.handled_types)
+
+# attention classes chosen at construction by the attention implementation, and their eager base class
+_FUSED_ATTENTION_PATHS = {
+    "transformers.models.gpt_neo.modeling_gpt_neo:GPTNeoFlashAttention2": (
+        "transformers.models.gpt_neo.modeling_gpt_neo:GPTNeoSelfAttention"
+    ),
+}
+
+
+def _eager_bases() -> dict[type, type]:
+    bases = {}
+    for fused_path, eager_path in _FUSED_ATTENTION_PATHS.items():
+        classes = import_classes((fused_path, eager_path))
+        if len(classes) == 2:
+            bases[classes[0]] = classes[1]
+    return bases
+
+
+_EAGER_BASES = _eager_bases()
+
+
+def _eager_forward(module: nn.Module) -> Callable:
+    """The module's forward, or its eager base class's forward for fused classes (GPT-Neo flash attention)."""
+    for fused, eager in _EAGER_BASES.items():
+        if isinstance(module, fused):
+            return partial(eager.forward, module)
+    return module.forward
 
 
 SCORE_PROJECTIONS = ("query", "key", "q", "k", "q_lin", "k_lin", "q_proj", "k_proj")
@@ -166,25 +228,17 @@ class ScoreProjectionCanonizer(InstanceAttributeCanonizer):
         super().__init__()
         self.attention_types = tuple(attention_types)
 
-    def apply(self, root_module: nn.Module) -> list[Canonizer]:
-        instances = []
+    def targets(self, root_module: nn.Module) -> Iterator[nn.Module]:
         for module in root_module.modules():
-            if not isinstance(module, self.attention_types):
-                continue
-            for name in SCORE_PROJECTIONS:
-                child = getattr(module, name, None)
-                if isinstance(child, nn.Linear):
-                    instance = self.copy()
-                    instance.register(child)
-                    instances.append(instance)
-        return instances
+            if isinstance(module, self.attention_types):
+                for name in SCORE_PROJECTIONS:
+                    child = getattr(module, name, None)
+                    if isinstance(child, nn.Linear):
+                        yield child
 
     def attributes(self, module: nn.Module) -> dict[str, object]:
         original = module.forward
         return {"forward": lambda x, *args, **kwargs: original(x.detach(), *args, **kwargs)}
-
-    def copy(self) -> ScoreProjectionCanonizer:
-        return self.__class__(self.attention_types)
 
 
 class LayerNormCanonizer(InstanceAttributeCanonizer):
@@ -282,12 +336,15 @@ class MultiheadAttentionCanonizer(InstanceAttributeCanonizer):
 
     handled_types = (nn.MultiheadAttention,)
 
-    def attributes(self, module: nn.Module) -> dict[str, object]:
+    def unsupported(self, module: nn.Module) -> str | None:
         if module.bias_k is not None or module.add_zero_attn:
-            raise NotImplementedError(
-                "nn.MultiheadAttention with add_bias_kv or add_zero_attn is not supported by bilrp; "
-                "see docs/custom_architectures.md"
-            )
+            return "nn.MultiheadAttention with add_bias_kv or add_zero_attn has no bilrp rule"
+        return None
+
+    def attributes(self, module: nn.Module) -> dict[str, object]:
+        reason = self.unsupported(module)
+        if reason is not None:
+            raise UnsupportedModuleError(f"{reason}: write a canonizer for it, see {CUSTOM_ARCHITECTURE_DOCS}")
         return {"forward": partial(_multihead_attention_forward, module)}
 
 
@@ -344,8 +401,9 @@ def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 class TransformerEncoderLayerCanonizer(InstanceAttributeCanonizer):
     """``nn.TransformerEncoderLayer``/``nn.TransformerEncoder``: the unfused path and rule GA.
 
-    The layer's activation function (``F.relu``/``F.gelu`` or a module) becomes proportional, and the
-    fused "fast path" and nested tensors are switched off so that every rule is seen.
+    The layer's activation *function* (``F.relu``, ``F.gelu``, any callable) becomes proportional; an
+    activation *module* (``nn.GELU()``, ...) is a child module that :class:`ActivationCanonizer` handles.
+    The fused "fast path" and nested tensors are switched off so that every rule is seen.
     """
 
     handled_types = (nn.TransformerEncoderLayer, nn.TransformerEncoder)
@@ -353,10 +411,10 @@ class TransformerEncoderLayerCanonizer(InstanceAttributeCanonizer):
     def attributes(self, module: nn.Module) -> dict[str, object]:
         if isinstance(module, nn.TransformerEncoder):
             return {"use_nested_tensor": False}
-        return {
-            "forward": partial(_encoder_layer_forward, module),
-            "activation": partial(proportional_activation, module.activation),
-        }
+        attributes: dict[str, object] = {"forward": partial(_encoder_layer_forward, module)}
+        if not isinstance(module.activation, nn.Module):
+            attributes["activation"] = partial(proportional_activation, module.activation)
+        return attributes
 
 
 def _encoder_layer_forward(
@@ -396,6 +454,13 @@ class ArchitectureCanonizer(CompositeCanonizer):
             ]
             + [make() for make in self.extra]
         )
+
+    def apply(self, root_module: nn.Module) -> list[Canonizer]:
+        """Apply every canonizer; on error, undo those already applied before re-raising."""
+        with _reverted_on_error([]) as instances:
+            for canonizer in self.canonizers:
+                instances += canonizer.apply(root_module)
+        return instances
 
     @property
     def handled_types(self) -> tuple[type, ...]:

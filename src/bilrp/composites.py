@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from torch import nn
 from zennit.canonizers import Canonizer
 from zennit.composites import LayerMapComposite
 from zennit.core import Composite, Hook
 
-from .canonizers import EvalEagerCanonizer, TransformerCanonizer
+from .canonizers import (
+    CUSTOM_ARCHITECTURE_DOCS,
+    EvalEagerCanonizer,
+    InstanceAttributeCanonizer,
+    TransformerCanonizer,
+    UnsupportedModuleError,
+)
+from .rules import GradientRule
 
 __all__ = [
     "TransformerComposite",
@@ -19,12 +27,7 @@ __all__ = [
     "CUSTOM_ARCHITECTURE_DOCS",
 ]
 
-CUSTOM_ARCHITECTURE_DOCS = 'docs/custom_architectures.md ("Writing a canonizer for your architecture")'
 _NEEDS_RULE = re.compile(r"attention|attn|norm", re.IGNORECASE)
-
-
-class UnsupportedModuleError(TypeError):
-    """A module that the composite has no rule for (an unknown attention or normalisation class)."""
 
 
 def default_canonizers() -> list[Canonizer]:
@@ -77,7 +80,7 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
     ) -> None:
         self.linear_rule = linear_rule
         self.strict = strict
-        layer_map = [] if linear_rule is None else [((nn.Linear,), linear_rule)]
+        layer_map = [] if linear_rule is None else [((nn.Linear,), GradientRule(linear_rule))]
         super().__init__(layer_map, canonizers=default_canonizers() if canonizers is None else canonizers)
 
     @property
@@ -85,23 +88,39 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
         """True when every rule lives in the forward graph (no backward-only zennit hooks)."""
         return not self.layer_map
 
-    def handled_types(self) -> tuple[type, ...]:
-        """Module types some canonizer installs a rule on."""
-        types: tuple[type, ...] = ()
+    def all_canonizers(self) -> Iterator[Canonizer]:
+        """Every canonizer of the composite, those nested in composite canonizers included."""
         stack = list(self.canonizers)
         while stack:
             canonizer = stack.pop()
-            types += tuple(getattr(canonizer, "handled_types", ()))
+            yield canonizer
             stack.extend(getattr(canonizer, "canonizers", ()))
-        return types
+
+    def handled_types(self) -> tuple[type, ...]:
+        """Module types some canonizer installs a rule on."""
+        return tuple(kind for canonizer in self.all_canonizers() for kind in getattr(canonizer, "handled_types", ()))
 
     def check_supported(self, module: nn.Module) -> None:
-        """Raise :class:`UnsupportedModuleError` naming the first module that would be explained wrongly."""
+        """Raise :class:`UnsupportedModuleError` naming the first module that would be explained wrongly.
+
+        A module is refused when its class name says attention or normalisation but no canonizer handles
+        it (nor one of its sub-modules), or when a canonizer that matches it reports it cannot handle it.
+        Nothing is registered before this check, so a refused model is left untouched.
+        """
         handled = self.handled_types()
         covered: set[str] = set()
         for name, child in module.named_modules():
             if isinstance(child, handled):
                 covered.update(_ancestors(name))
+        judges = [c for c in self.all_canonizers() if isinstance(c, InstanceAttributeCanonizer)]
+        for name, child in module.named_modules():
+            for judge in judges:
+                reason = judge.unsupported(child) if judge.matches(child) else None
+                if reason is not None:
+                    raise UnsupportedModuleError(
+                        f"cannot explain module {name or '<root>'!r} of class {type(child).__qualname__}: {reason}; "
+                        f"write a canonizer for it, see {CUSTOM_ARCHITECTURE_DOCS}"
+                    )
         for name, child in module.named_modules():
             if not _NEEDS_RULE.search(type(child).__name__) or isinstance(child, handled) or name in covered:
                 continue

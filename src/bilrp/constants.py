@@ -15,7 +15,7 @@ from contextvars import ContextVar
 
 import torch
 
-__all__ = ["constant", "ConstantTape", "recording", "replaying"]
+__all__ = ["constant", "scale_by_constant", "ConstantTape", "recording", "replaying"]
 
 
 class ConstantTape:
@@ -31,12 +31,18 @@ class ConstantTape:
         self.values.append(value)
         return value
 
-    def replay(self, like: torch.Tensor) -> torch.Tensor:
+    def next_value(self) -> torch.Tensor:
         if self.cursor >= len(self.values):
             raise RuntimeError("replay pass used more rule constants than the recorded pass: the call order differs")
-        value = self.values[self.cursor]
         self.cursor += 1
-        return _repeat_batch(value, like, self.repeats)
+        return self.values[self.cursor - 1]
+
+    def replay(self, like: torch.Tensor) -> torch.Tensor:
+        value = self.next_value()
+        if self.repeats == 1:
+            return value
+        dim = _batch_dim(value, like, self.repeats)
+        return torch.cat([value] * self.repeats, dim=dim)
 
 
 _TAPE: ContextVar[ConstantTape | None] = ContextVar("bilrp_constant_tape", default=None)
@@ -58,6 +64,24 @@ def constant(compute: Callable[[], torch.Tensor], like: torch.Tensor) -> torch.T
         return tape.replay(like)
     value = compute().detach()
     return tape.record(value) if tape is not None else value
+
+
+def scale_by_constant(x: torch.Tensor, compute: Callable[[], torch.Tensor], divide: bool = False) -> torch.Tensor:
+    """``x * c`` (or ``x / c``) for a rule constant ``c = compute()`` that broadcasts against ``x``.
+
+    While replaying, the recorded ``c`` is broadcast over the repeated batch without being copied.
+    """
+    tape = _TAPE.get()
+    if tape is None or tape.phase != "replay" or tape.repeats == 1:
+        value = constant(compute, like=x)
+        return x / value if divide else x * value
+    value = tape.next_value()
+    offset = x.dim() - value.dim()
+    dim = _batch_dim(value, x, tape.repeats)
+    split = x.unflatten(dim + offset, (tape.repeats, value.shape[dim]))
+    value = value.unsqueeze(dim)
+    result = split / value if divide else split * value
+    return result.flatten(dim + offset, dim + offset + 1)
 
 
 @contextmanager
@@ -85,13 +109,12 @@ def replaying(tape: ConstantTape, repeats: int) -> Iterator[ConstantTape]:
         tape.phase = "record"
 
 
-def _repeat_batch(value: torch.Tensor, like: torch.Tensor, repeats: int) -> torch.Tensor:
-    if repeats == 1:
-        return value
-    for dim in range(min(value.dim(), like.dim())):
-        offset = like.dim() - value.dim()
-        if like.shape[dim + offset] == value.shape[dim] * repeats:
-            return torch.cat([value] * repeats, dim=dim)
+def _batch_dim(value: torch.Tensor, like: torch.Tensor, repeats: int) -> int:
+    """The dimension of ``value`` that ``like`` holds ``repeats`` times (dimensions aligned from the right)."""
+    offset = like.dim() - value.dim()
+    for dim in range(value.dim()):
+        if dim + offset >= 0 and like.shape[dim + offset] == value.shape[dim] * repeats:
+            return dim
     raise RuntimeError(
         f"cannot align a recorded rule constant of shape {tuple(value.shape)} with a replay tensor of shape "
         f"{tuple(like.shape)} repeated {repeats} times"

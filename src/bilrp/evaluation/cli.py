@@ -1,0 +1,187 @@
+"""The ``bilrp evaluate`` subcommand: ``sts``, ``perturbation``, ``conservation`` and ``ground-truth``.
+
+:func:`register` adds the subcommand to the main CLI's subparsers; every command writes its results (markdown,
+CSV/JSON, figures) to ``--out`` and returns an exit status. Bad arguments raise :class:`EvaluationError`
+(a ``ValueError``) with a one-line message. ``python -m bilrp.evaluation.cli ...`` runs the subcommand alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import check_choices, check_fraction, check_positive
+
+__all__ = ["register", "main", "build_parser"]
+
+_DEFAULT_OUT = Path("results")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``evaluate`` and its four commands to ``subparsers`` (each sets ``func(args) -> int``)."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a model and its explanations (STS, perturbation, conservation, ground truth)",
+        description="Evaluate a similarity model and its explanations; results go to --out.",
+    )
+    commands = parser.add_subparsers(dest="evaluation", metavar="EVALUATION", required=True)
+
+    sts = commands.add_parser("sts", help="Spearman correlation with gold scores (paper Table 1)")
+    _common(sts, dataset="stsb")
+    sts.set_defaults(func=_run_sts)
+
+    perturbation = commands.add_parser("perturbation", help="perturbation curves and AUPC (paper Table 2)")
+    _common(perturbation, dataset="stsb")
+    perturbation.add_argument(
+        "--methods",
+        nargs="+",
+        default=["random", "embedding", "hxp", "bilrp", "ij"],
+        help="methods to compare (random embedding hxp bilrp ij); BiLRP is tested against the others",
+    )
+    perturbation.add_argument("--step", type=float, default=0.04, help="fraction of tokens put back per step")
+    perturbation.add_argument("--filler", help="filler token (default: the tokenizer's mask token)")
+    perturbation.add_argument("--ij-steps", type=int, default=20, help="path points of Integrated Jacobians")
+    perturbation.set_defaults(func=_run_perturbation)
+
+    conservation = commands.add_parser("conservation", help="summed relevance against the score (appendix C)")
+    _common(conservation, dataset="stsb")
+    conservation.set_defaults(func=_run_conservation)
+
+    ground_truth = commands.add_parser(
+        "ground-truth", help="noun-matching task: fine-tune with QKV pooling, then ACS of explanations"
+    )
+    _common(ground_truth, dataset="stsb", split="dev")
+    ground_truth.add_argument("--epochs", type=int, default=3, help="training epochs")
+    ground_truth.add_argument("--learning-rate", type=float, default=1e-4, help="AdamW learning rate")
+    ground_truth.add_argument("--trainable-layers", type=int, default=2, help="top Transformer layers trained")
+    ground_truth.add_argument("--holdout", type=float, default=0.2, help="share of the pairs held out")
+    ground_truth.add_argument("--spacy", default="en", help="spaCy language or pipeline for the noun tags")
+    ground_truth.set_defaults(func=_run_ground_truth)
+
+
+def _common(parser: argparse.ArgumentParser, dataset: str, split: str = "test") -> None:
+    parser.add_argument("--dataset", default=dataset, help=f"stsb, sick, biosses, mstsb-<lang>[-<lang>] ({dataset})")
+    parser.add_argument("--split", default=split, help=f"dataset split ({split})")
+    parser.add_argument("--data-dir", help="dataset folder (default: $BILRP_DATA_DIR)")
+    parser.add_argument("--model", default=None, help="model name or folder (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--limit", type=int, help="use only the first N pairs")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--batch-size", type=int, default=32, help="texts per batch (default 32)")
+    parser.add_argument("--out", type=Path, help="output folder (default: results/<evaluation>/<dataset>)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _prepare(args: argparse.Namespace, name: str):
+    """Seed everything, load the pairs, and pick the output folder."""
+    from .data import select_pairs
+    from .report import check_out_dir
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    pairs = select_pairs(args.dataset, args.split, args.limit, args.data_dir)
+    out = check_out_dir(args.out if args.out is not None else _DEFAULT_OUT / name / args.dataset)
+    config = {"dataset": args.dataset, "split": args.split, "pairs": len(pairs), "limit": args.limit}
+    return pairs, out, config
+
+
+def _load_model(args: argparse.Namespace, **overrides):
+    from ..models import DEFAULT_MODEL, SimilarityModel
+
+    return SimilarityModel.from_pretrained(args.model or DEFAULT_MODEL, **overrides)
+
+
+def _finish(files: dict, out: Path) -> int:
+    from .report import write_outputs
+
+    written = write_outputs(out, files)
+    print(files["results.md"])
+    print(f"wrote {', '.join(path.name for path in written)} to {out}")
+    return 0
+
+
+def _run_sts(args: argparse.Namespace) -> int:
+    from .sts import evaluate_sts
+
+    pairs, out, config = _prepare(args, "sts")
+    result = evaluate_sts(_load_model(args), pairs, args.batch_size, not args.no_progress, config)
+    return _finish(result.files(), out)
+
+
+def _run_perturbation(args: argparse.Namespace) -> int:
+    from .perturbation import METHOD_LABELS, evaluate_perturbation
+
+    check_choices("methods", args.methods, METHOD_LABELS)  # fail before loading the model
+    check_fraction("step", args.step)
+    check_positive("--ij-steps", args.ij_steps)
+    pairs, out, config = _prepare(args, "perturbation")
+    options = {"ij": {"n_steps": args.ij_steps}} if "ij" in args.methods else None
+    result = evaluate_perturbation(
+        _load_model(args),
+        pairs,
+        methods=args.methods,
+        step=args.step,
+        filler=args.filler,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        method_options=options,
+        progress=not args.no_progress,
+        config=config,
+    )
+    return _finish(result.files(), out)
+
+
+def _run_conservation(args: argparse.Namespace) -> int:
+    from .conservation import evaluate_conservation
+
+    pairs, out, config = _prepare(args, "conservation")
+    result = evaluate_conservation(_load_model(args), pairs, args.batch_size, not args.no_progress, config)
+    return _finish(result.files(), out)
+
+
+def _run_ground_truth(args: argparse.Namespace) -> int:
+    from .ground_truth import evaluate_ground_truth
+
+    pairs, out, config = _prepare(args, "ground-truth")
+    result = evaluate_ground_truth(
+        args.model,
+        pairs,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        trainable_layers=args.trainable_layers,
+        holdout=args.holdout,
+        spacy_model=args.spacy,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=not args.no_progress,
+        config=config,
+    )
+    return _finish(result.files(), out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A stand-alone parser holding only ``evaluate`` (for ``python -m bilrp.evaluation.cli``)."""
+    parser = argparse.ArgumentParser(prog="bilrp", description="bilrp evaluations")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``bilrp evaluate ...`` without the main CLI; bad arguments print one line and return 2."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ValueError as error:  # EvaluationError, DatasetError, ModelLoadError, ...
+        print(f"bilrp evaluate: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
