@@ -25,3 +25,11 @@ def data_dir():
     if not path or not Path(path).is_dir():
         pytest.fail("BILRP_DATA_DIR must name the dataset folder (e.g. ../shared/data) to run these tests")
     return Path(path)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny random BERT encoder and its tokenizer saved as a HuggingFace folder (for CLI tests)."""
+    from tiny_models import save_tiny_bert
+
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

@@ -7,7 +7,7 @@ import torch
 
 import bilrp.analysis.corpus as corpus
 from bilrp import datasets, explain_batch
-from bilrp.analysis._io import write_text
+from bilrp._io import write_text
 from bilrp.analysis.corpus import CorpusMismatchError, CorpusRecord, load_corpus, run_corpus, run_dataset
 from tiny_models import tiny_similarity_model
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import bilrp
+import bilrp._io
 from bilrp import cli
 
 TEXT_A = "Tokenization is unbelievably hard."
@@ -102,7 +103,7 @@ def run_main(capsys, *args):
 
 
 def test_words_aggregate_subtokens_and_conserve_the_total(tmp_path, monkeypatch, capsys, minilm, api_explanation):
-    monkeypatch.setattr(cli, "_load_model", lambda *a: minilm)
+    monkeypatch.setattr(cli, "load_model", lambda *a: minilm)
     code, out, err = run_main(capsys, "explain", TEXT_A, TEXT_B, "--words", "--out", str(tmp_path / "words.json"))
     assert (code, err) == (0, "")
     data = json.loads((tmp_path / "words.json").read_text())
@@ -147,14 +148,14 @@ def test_unwritable_directory_is_refused_before_computing(tmp_path, capsys, monk
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(cli.tempfile, "TemporaryFile", refuse)
-    monkeypatch.setattr(cli, "_load_model", lambda *a: pytest.fail("the model was loaded before checking --out"))
+    monkeypatch.setattr(bilrp._io.tempfile, "TemporaryFile", refuse)
+    monkeypatch.setattr(cli, "load_model", lambda *a: pytest.fail("the model was loaded before checking --out"))
     assert_user_error(*run_main(capsys, "explain", "a", "b", "--out", str(tmp_path / "x.png")), "Permission denied")
     assert files_in(tmp_path) == []
 
 
 def test_truncation_warns_how_many_tokens_were_dropped(tmp_path, monkeypatch, capsys, minilm):
-    monkeypatch.setattr(cli, "_load_model", lambda *a: minilm)
+    monkeypatch.setattr(cli, "load_model", lambda *a: minilm)
     out_file = str(tmp_path / "r.json")
     code, out, err = run_main(capsys, "explain", LONG_TEXT, "b", "--method", "random", "--out", out_file)
     assert code == 0

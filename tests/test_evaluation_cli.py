@@ -6,19 +6,9 @@ import os
 import re
 
 import pytest
-import torch
 
 from bilrp.evaluation import EvaluationError, write_outputs
 from bilrp.evaluation.cli import main, register
-from tiny_models import tiny_encoder, tokenizer
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tiny_encoder("bert", dtype=torch.float32).save_pretrained(folder)
-    tokenizer().save_pretrained(folder)
-    return str(folder)
 
 
 def _run(data_dir, model_dir, out, *args):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from bilrp import DEFAULT_MODEL, SimilarityModel
 from bilrp.models import ModelLoadError, resolve_model_path
-from tiny_models import ARCHITECTURES, tiny_encoder, tiny_similarity_model, tokenizer
+from tiny_models import ARCHITECTURES, save_tiny_bert, tiny_similarity_model
 
 TEXTS_A = ["A man is playing a guitar.", "A woman is slicing an onion.", "The cat sleeps.", "Stocks fell sharply."]
 TEXTS_B = ["Someone plays music on a guitar.", "A chef cuts vegetables.", "A dog runs outside.", "Markets dropped."]
@@ -75,8 +75,7 @@ def test_sentence_transformers_folder_written_by_sentence_transformers(st_model,
 
 def write_sentence_transformers_folder(folder, pooling_config: dict, similarity: str | None, normalize: bool):
     """A sentence-transformers folder around a tiny random BERT (legacy or current config formats)."""
-    tiny_encoder("bert", dtype=torch.float32).save_pretrained(folder)
-    tokenizer().save_pretrained(folder)
+    save_tiny_bert(folder)
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
     modules.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"})
     (folder / "1_Pooling").mkdir()
@@ -194,3 +193,9 @@ def test_invalid_pooling_and_similarity_names():
         tiny_similarity_model(pooling="max")
     with pytest.raises(ValueError, match="unknown similarity 'l2'"):
         tiny_similarity_model(similarity="l2")
+
+
+@pytest.mark.parametrize("name", ["./no/such/folder", "~/no-such-folder-bilrp", "/no/such/folder"])
+def test_missing_folder_is_a_clear_error(name):
+    with pytest.raises(ModelLoadError, match=r"model folder .* does not exist: give an existing"):
+        SimilarityModel.from_pretrained(name)

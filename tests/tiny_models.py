@@ -94,6 +94,13 @@ def tiny_encoder(architecture: str, seed: int = 0, dtype: torch.dtype = torch.fl
     return model.to(dtype).eval()
 
 
+def save_tiny_bert(folder) -> str:
+    """Save a float32 tiny random BERT encoder and the MiniLM tokenizer as a HuggingFace folder."""
+    tiny_encoder("bert", dtype=torch.float32).save_pretrained(folder)
+    tokenizer().save_pretrained(folder)
+    return str(folder)
+
+
 def tiny_similarity_model(
     architecture: str = "bert",
     pooling: str = "mean",

@@ -26,17 +26,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._cli_support import fraction, load_model, positive_int
+from ._io import atomic_paths, probe_writable
+
 if TYPE_CHECKING:
     from .explanation import Explanation
-    from .models import SimilarityModel
 
 __all__ = [
     "main",
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--similarity", choices=list(SIMILARITIES), help="override the model's similarity")
     explain.add_argument("--words", action="store_true", help="sum subtoken relevance into words (total conserved)")
     explain.add_argument(
-        "--top", type=_positive_int, default=5, metavar="K", help="list the K strongest pairs of each sign (default 5)"
+        "--top", type=positive_int, default=5, metavar="K", help="list the K strongest pairs of each sign (default 5)"
     )
     explain.add_argument(
         "--out",
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument(
         "--threshold",
-        type=_fraction,
+        type=fraction,
         default=0.02,
         metavar="FRACTION",
         help="pair plot: hide pairs with |R| below FRACTION of the largest (default 0.02)",
@@ -147,25 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
         if module is not None:
             module.register(subparsers)
     return parser
-
-
-def _number_parser(convert: Callable[[str], float], low: float, high: float, what: str) -> Callable[[str], float]:
-    """An argparse ``type`` that accepts numbers ``low <= value < high`` and names ``what`` it wants otherwise."""
-
-    def parse(text: str) -> float:
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not low <= value < high:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-        return value
-
-    return parse
-
-
-_positive_int = _number_parser(int, 1, float("inf"), "a positive whole number")
-_fraction = _number_parser(float, 0.0, 1.0, "a fraction in [0, 1)")
 
 
 def _import_if_present(name: str):
@@ -222,8 +203,7 @@ def check_outputs(paths: Sequence[str | Path]) -> list[Path]:
         if not path.parent.is_dir():
             raise UsageError(f"cannot write {given}: directory {str(path.parent)!r} does not exist; create it first")
         try:
-            with tempfile.TemporaryFile(dir=path.parent):
-                pass
+            probe_writable(path.parent)
         except OSError as error:
             raise UsageError(f"cannot write {given}: {error.strerror or error}; choose a writable directory") from None
         if path not in checked:
@@ -236,21 +216,9 @@ def write_atomically(writers: Sequence[tuple[Path, Callable[[Path], None]]]) -> 
 
     Files appear complete or not at all: if any writer fails, no target is created or replaced.
     """
-    umask = os.umask(0)
-    os.umask(umask)
-    temporaries: list[tuple[str, Path]] = []
-    try:
-        for path, write in writers:
-            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(handle)
-            temporaries.append((temporary, path))
-            write(Path(temporary))
-            os.chmod(temporary, 0o666 & ~umask)
-        for temporary, path in temporaries:
-            os.replace(temporary, path)
-    finally:
-        for temporary, _ in temporaries:
-            Path(temporary).unlink(missing_ok=True)
+    with atomic_paths([path for path, _ in writers]) as temporaries:
+        for temporary, (_, write) in zip(temporaries, writers, strict=True):
+            write(temporary)
 
 
 # ---------------------------------------------------------------------------------------------- explain
@@ -263,7 +231,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
     from .explanation import explain
 
-    model = _load_model(args.model, args.pooling, args.similarity)
+    model = load_model(args.model, args.pooling, args.similarity)
     explanation = explain(model, args.text_a, args.text_b, method=args.method, truncate=not args.no_truncate)
     if args.words:
         explanation = explanation.to_words()
@@ -272,28 +240,6 @@ def run_explain(args: argparse.Namespace) -> int:
     for path in outputs:
         print(f"wrote {path}")
     return 0
-
-
-def _load_model(name_or_path: str, pooling: str | None, similarity: str | None) -> SimilarityModel:
-    """Load the model quietly (no progress bars, no download unless ``HF_HUB_OFFLINE=0`` is set)."""
-    looks_like_path = name_or_path.startswith((".", "~", os.sep)) or name_or_path.count("/") > 1
-    if looks_like_path and not Path(name_or_path).expanduser().exists():
-        raise UsageError(
-            f"model folder {name_or_path!r} does not exist: give an existing HuggingFace or sentence-transformers "
-            "folder, or a hub name such as sentence-transformers/all-MiniLM-L6-v2"
-        )
-    if "HF_HUB_OFFLINE" not in os.environ and "TRANSFORMERS_OFFLINE" not in os.environ:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        from huggingface_hub import constants
-
-        constants.HF_HUB_OFFLINE = True
-    from transformers.utils import logging
-
-    from .models import SimilarityModel
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    return SimilarityModel.from_pretrained(name_or_path, pooling=pooling, similarity=similarity)
 
 
 def _writer(explanation: Explanation, path: Path, args: argparse.Namespace) -> Callable[[Path], None]:

@@ -12,20 +12,18 @@ import re
 import sys
 from pathlib import Path
 
+from .._cli_support import positive_int
+
 __all__ = ["register"]
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 0.5:
-        raise argparse.ArgumentTypeError(f"must be in (0, 0.5], not {text}")
+def _half_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value <= 0.5:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in (0, 0.5]")
     return value
 
 
@@ -49,12 +47,12 @@ def _add_common(parser: argparse.ArgumentParser, several_models: bool) -> None:
     parser.add_argument("--similarity", choices=SIMILARITIES, help="similarity override")
     parser.add_argument("--method", default="bilrp", choices=list(METHODS), help="explanation method (bilrp)")
     parser.add_argument("--split", default="test", help="dataset split (test)")
-    parser.add_argument("--limit", type=_positive_int, help="take the first N pairs only")
+    parser.add_argument("--limit", type=positive_int, help="take the first N pairs only")
     parser.add_argument("--out", type=Path, required=True, help="output folder for figures, tables and JSON")
     parser.add_argument("--runs", type=Path, help="folder of resumable explanation runs (default OUT/runs)")
     parser.add_argument("--data-dir", type=Path, help="dataset folder (default $BILRP_DATA_DIR)")
-    parser.add_argument("--batch-size", type=_positive_int, default=32, help="texts per padded batch (32)")
-    parser.add_argument("--shard-size", type=_positive_int, default=32, help="pairs per written shard (32)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="texts per padded batch (32)")
+    parser.add_argument("--shard-size", type=positive_int, default=32, help="pairs per written shard (32)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -79,15 +77,15 @@ def register(subparsers) -> None:
     multilingual = kinds.add_parser("multilingual", help="monolingual vs mixed-language mSTSb (Figures 4c, 7)")
     multilingual.add_argument("--dataset", default="mstsb", choices=["mstsb"], help="multilingual STSb (mstsb)")
     multilingual.add_argument("--languages", nargs=2, default=["en", "de"], metavar=("A", "B"), help="(en de)")
-    multilingual.add_argument("--k", type=_positive_int, default=10, help="tag pairs per sign (10)")
+    multilingual.add_argument("--k", type=positive_int, default=10, help="tag pairs per sign (10)")
     _add_common(multilingual, several_models=False)
     multilingual.set_defaults(func=_run_multilingual)
 
     quantiles = kinds.add_parser("quantiles", help="model differences: errors and top interactions")
     quantiles.add_argument("--dataset", default="stsb", help="dataset with gold scores (stsb)")
-    quantiles.add_argument("--fraction", type=_fraction, default=0.25, help="share of pairs per group (0.25)")
-    quantiles.add_argument("--k", type=_positive_int, default=5, help="interactions per group and sign (5)")
-    quantiles.add_argument("--levels", type=_positive_int, help="gold-similarity levels (one per scale unit)")
+    quantiles.add_argument("--fraction", type=_half_fraction, default=0.25, help="share of pairs per group (0.25)")
+    quantiles.add_argument("--k", type=positive_int, default=5, help="interactions per group and sign (5)")
+    quantiles.add_argument("--levels", type=positive_int, help="gold-similarity levels (one per scale unit)")
     _add_common(quantiles, several_models=True)
     quantiles.set_defaults(func=_run_quantiles)
 

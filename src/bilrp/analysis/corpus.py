@@ -19,9 +19,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .. import datasets
+from .._io import write_json, write_text
 from ..explanation import Explanation, explain_batch
 from ..models import SimilarityModel
-from ._io import write_json, write_text
 from .specs import slug
 
 __all__ = ["CorpusRecord", "CorpusMismatchError", "run_corpus", "load_corpus", "run_dataset", "run_directory"]

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ._io import markdown_table, save_figure, write_csv, write_json, write_markdown
+from .._io import markdown_table, save_figure, write_csv, write_json, write_markdown
 from .corpus import CorpusRecord
 from .metrics import spearman
 from .pos import PosInteractions, pos_interactions

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .._io import markdown_table, save_figure, write_csv, write_json, write_markdown
 from ..explanation import Explanation
-from ._io import markdown_table, save_figure, write_csv, write_json, write_markdown
 from .alignment import tag_explanation
 from .tagging import UPOS_TAGS, Tagger
 

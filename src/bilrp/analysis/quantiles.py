@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import markdown_table, save_figure, write_csv, write_json, write_markdown
+from .._io import markdown_table, save_figure, write_csv, write_json, write_markdown
 from .corpus import CorpusRecord
 from .metrics import LevelError, error_by_level, spearman
 

@@ -41,8 +41,10 @@ class ModelSpec:
     similarity: str | None = None
 
     def load(self) -> SimilarityModel:
-        """Load the model (offline)."""
-        return SimilarityModel.from_pretrained(self.name, pooling=self.pooling, similarity=self.similarity)
+        """Load the model quietly (offline unless ``HF_HUB_OFFLINE=0`` is set)."""
+        from .._cli_support import load_model
+
+        return load_model(self.name, self.pooling, self.similarity)
 
 
 def describe(model: SimilarityModel) -> str:

@@ -91,10 +91,10 @@ def _prepare(args: argparse.Namespace, name: str):
     return pairs, out, config
 
 
-def _load_model(args: argparse.Namespace, **overrides):
-    from ..models import DEFAULT_MODEL, SimilarityModel
+def _load_model(args: argparse.Namespace):
+    from .._cli_support import load_model
 
-    return SimilarityModel.from_pretrained(args.model or DEFAULT_MODEL, **overrides)
+    return load_model(args.model)
 
 
 def _finish(files: dict, out: Path) -> int:

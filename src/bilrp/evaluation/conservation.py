@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .._io import csv_text, figure_bytes, json_text, markdown_table
 from ..datasets import SimilarityPair
 from ..explanation import explain_batch
 from ..models import SimilarityModel
 from .data import as_pairs
-from .report import csv_text, figure_png, json_text, markdown_table
 
 __all__ = ["ConservationResult", "evaluate_conservation", "zero_biases", "VARIANTS"]
 
@@ -84,7 +84,7 @@ class ConservationResult:
         header.append("mean abs(score)")
         return (
             f"# Conservation\n\n{len(self.pairs)} pairs, {self.config.get('dataset', '')}, "
-            f"model {self.config.get('model', '')}\n\n{markdown_table(header, rows)}"
+            f"model {self.config.get('model', '')}\n\n{markdown_table(rows, header)}"
         )
 
     def figure(self):
@@ -114,8 +114,8 @@ class ConservationResult:
         return {
             "results.md": self.markdown(),
             "summary.json": json_text({"statistics": self.statistics(), "n": len(self.pairs), **self.config}),
-            "conservation.csv": csv_text(header, rows),
-            "conservation.png": figure_png(self.figure()),
+            "conservation.csv": csv_text(rows, header),
+            "conservation.png": figure_bytes(self.figure()),
         }
 
 

@@ -24,13 +24,13 @@ from scipy import stats
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._io import csv_text, figure_bytes, json_text, markdown_table
 from ..datasets import SimilarityPair
 from ..explanation import explain_batch
 from ..models import DEFAULT_MODEL, SimilarityModel
 from ..nlp import load_spacy
 from .data import as_pairs
 from .errors import EvaluationError, check_choices, check_fraction, check_positive
-from .report import csv_text, figure_png, json_text, markdown_table
 from .significance import PairedTest, compare_to_reference, format_p
 from .sts import model_scores
 
@@ -260,8 +260,8 @@ class GroundTruthResult:
         """Task quality and the ACS table (higher is better) as markdown."""
         tests = {test.other: test for test in self.tests}
         quality = markdown_table(
-            ["held-out pairs", "Spearman x100", "MSE", "MSE of predicting the mean"],
             [[len(self.holdout), round(self.spearman, 2), self.mse, self.baseline_mse]],
+            ["held-out pairs", "Spearman x100", "MSE", "MSE of predicting the mean"],
         )
         rows = []
         for method, values in self.acs.items():
@@ -274,7 +274,7 @@ class GroundTruthResult:
                     "" if test is None else format_p(test.p_holm),
                 ]
             )
-        table = markdown_table(["method", "ACS (mean ± std)", "BiLRP − method", "p (Wilcoxon, Holm)"], rows)
+        table = markdown_table(rows, ["method", "ACS (mean ± std)", "BiLRP − method", "p (Wilcoxon, Holm)"])
         settings = ", ".join(f"{key}={value}" for key, value in self.config.items())
         return (
             "# Ground-truth interactions (noun matching)\n\n"
@@ -313,9 +313,9 @@ class GroundTruthResult:
         return {
             "results.md": self.markdown(),
             "summary.json": json_text(self.summary()),
-            "acs.csv": csv_text(["holdout_index", "text_a", "text_b", "target", *self.acs], acs_rows),
-            "predictions.csv": csv_text(["text_a", "text_b", "target", "prediction"], predictions),
-            "example.png": figure_png(self.figure()),
+            "acs.csv": csv_text(acs_rows, ["holdout_index", "text_a", "text_b", "target", *self.acs]),
+            "predictions.csv": csv_text(predictions, ["text_a", "text_b", "target", "prediction"]),
+            "example.png": figure_bytes(self.figure()),
         }
 
 

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._io import csv_text, figure_bytes, json_text, markdown_table
 from ..datasets import SimilarityPair
 from ..explanation import explain_batch
 from ..models import SimilarityModel
 from .data import as_pairs
 from .errors import EvaluationError, check_choices, check_fraction, check_positive
-from .report import csv_text, figure_png, json_text, markdown_table
 from .significance import PairedTest, compare_to_reference, format_p
 
 __all__ = [
@@ -186,7 +186,7 @@ class PerturbationResult:
         return (
             "# Perturbation analysis (AUPC, lower is better)\n\n"
             f"{len(self.texts)} texts ({len(self.texts) // 2} pairs). {settings}\n\n"
-            f"{markdown_table(header, rows)}"
+            f"{markdown_table(rows, header)}"
         )
 
     def figure(self):
@@ -220,9 +220,9 @@ class PerturbationResult:
         return {
             "results.md": self.markdown(),
             "summary.json": json_text(self.summary()),
-            "aupc.csv": csv_text(["pair", "side", "text", *self.methods], per_text),
-            "curves.csv": csv_text(["fraction", *self.methods], means),
-            "curves.png": figure_png(self.figure()),
+            "aupc.csv": csv_text(per_text, ["pair", "side", "text", *self.methods]),
+            "curves.csv": csv_text(means, ["fraction", *self.methods]),
+            "curves.png": figure_bytes(self.figure()),
         }
 
 

@@ -10,11 +10,11 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
+from .._io import csv_text, figure_bytes, json_text, markdown_table
 from ..datasets import SimilarityPair
 from ..models import SimilarityModel
 from .data import as_pairs
 from .errors import EvaluationError, check_positive
-from .report import csv_text, figure_png, json_text, markdown_table
 
 __all__ = ["STSResult", "evaluate_sts", "model_scores"]
 
@@ -53,7 +53,7 @@ class STSResult:
         name = self.config.get("dataset", "pairs")
         header = ["model", "dataset", "pairs", "Spearman x100", "Pearson x100"]
         row = [self.config.get("model", ""), name, self.n, round(self.spearman, 2), round(self.pearson, 2)]
-        return f"# STS correlation\n\n{markdown_table(header, [row])}"
+        return f"# STS correlation\n\n{markdown_table([row], header)}"
 
     def figure(self):
         """Scatter plot of model similarity against gold score."""
@@ -75,8 +75,8 @@ class STSResult:
         return {
             "results.md": self.markdown(),
             "summary.json": json_text(self.summary()),
-            "scores.csv": csv_text(["text_a", "text_b", "gold", "prediction"], rows),
-            "scatter.png": figure_png(self.figure()),
+            "scores.csv": csv_text(rows, ["text_a", "text_b", "gold", "prediction"]),
+            "scatter.png": figure_bytes(self.figure()),
         }
 
 

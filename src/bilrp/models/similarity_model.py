@@ -5,6 +5,7 @@ attribution methods need (tokenize -> embed -> represent -> compare).
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -72,6 +73,11 @@ def resolve_model_path(name_or_path: str | Path) -> str:
             return name
         return str(module.get_model_path())
     return name
+
+
+def _looks_like_a_folder(name: str) -> bool:
+    """True for names that can only be local paths (``./x``, ``~/x``, ``/x``, ``a/b/c``), never hub names."""
+    return name.startswith((".", "~", os.sep)) or name.count("/") > 1
 
 
 def find_embedding_layer(encoder: nn.Module) -> nn.Module:
@@ -162,6 +168,11 @@ class SimilarityModel(nn.Module):
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve_model_path(name_or_path)
+        if _looks_like_a_folder(str(name_or_path)) and not Path(path).exists():
+            raise ModelLoadError(
+                f"model folder {str(name_or_path)!r} does not exist: give an existing HuggingFace or "
+                f"sentence-transformers folder, or a hub name such as {DEFAULT_MODEL}"
+            )
         defaults = _sentence_transformers_defaults(Path(path)) if Path(path).is_dir() else {}
         transformer_path = defaults.pop("transformer_path", path)
         try:
