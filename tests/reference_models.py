@@ -100,8 +100,11 @@ def rule_activation(x: torch.Tensor, name: str) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _linear(state: dict, prefix: str, x: torch.Tensor, epsilon: float = 0.0) -> torch.Tensor:
-    out = x @ state[f"{prefix}.weight"].T
-    bias = state.get(f"{prefix}.bias")
+    return _affine(x, state[f"{prefix}.weight"], state.get(f"{prefix}.bias"), epsilon)
+
+
+def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, epsilon: float = 0.0) -> torch.Tensor:
+    out = x @ weight.T
     out = out if bias is None else out + bias
     if not epsilon:
         return out
@@ -229,12 +232,14 @@ def gpt_neo_reference(encoder: nn.Module, x: torch.Tensor, mask: torch.Tensor) -
 
 
 def torch_encoder_reference(
-    encoder: nn.TransformerEncoder, x: torch.Tensor, mask: torch.Tensor, activation: str
+    encoder: nn.TransformerEncoder, x: torch.Tensor, mask: torch.Tensor, activation: str, epsilon: float = 0.0
 ) -> torch.Tensor:
     """``nn.TransformerEncoder`` (post- or pre-norm layers, optional final norm), batch-first input.
 
     ``mask`` is 1 for real tokens (the inverse of PyTorch's ``src_key_padding_mask``); ``activation`` names
-    the layers' activation (``"relu"`` or ``"gelu"``).
+    the layers' activation (``"relu"`` or ``"gelu"``). ``epsilon > 0`` applies LRP-epsilon to every linear
+    map that relevance flows through: the value part of the attention's input projection, its output
+    projection and the feed-forward layers.
     """
     state = _state(encoder)
     allowed = _key_mask(mask)
@@ -246,11 +251,14 @@ def torch_encoder_reference(
         def attention(h: torch.Tensor, p: str = p, heads: int = heads, scale: float = scale) -> torch.Tensor:
             w_q, w_k, w_v = state[f"{p}.self_attn.in_proj_weight"].chunk(3)
             b_q, b_k, b_v = state[f"{p}.self_attn.in_proj_bias"].chunk(3)
-            q, k, v = (_heads(h @ w.T + b, heads) for w, b in ((w_q, b_q), (w_k, b_k), (w_v, b_v)))
-            return _linear(state, f"{p}.self_attn.out_proj", _merge(rule_attention(q, k, v, scale, allowed)))
+            q, k = _heads(h @ w_q.T + b_q, heads), _heads(h @ w_k.T + b_k, heads)
+            v = _heads(_affine(h, w_v, b_v, epsilon), heads)
+            attended = _merge(rule_attention(q, k, v, scale, allowed))
+            return _linear(state, f"{p}.self_attn.out_proj", attended, epsilon)
 
         def feed_forward(h: torch.Tensor, p: str = p) -> torch.Tensor:
-            return _linear(state, f"{p}.linear2", rule_activation(_linear(state, f"{p}.linear1", h), activation))
+            inner = rule_activation(_linear(state, f"{p}.linear1", h, epsilon), activation)
+            return _linear(state, f"{p}.linear2", inner, epsilon)
 
         if layer.norm_first:
             x = x + attention(_norm(state, f"{p}.norm1", x, eps))

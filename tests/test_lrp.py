@@ -127,6 +127,33 @@ def test_epsilon_linear_rule_equals_reference():
     assert (lrp0 - expected).abs().max() > 1e-3 * expected.abs().max()  # epsilon does change the relevance
 
 
+def test_epsilon_linear_rule_reaches_the_multihead_attention_value_projection():
+    """``nn.MultiheadAttention`` keeps its input projection as a raw parameter; the canonizer routes the
+    value part through an ``nn.Linear`` child so that the composite's linear rule applies there too."""
+    encoder = tiny_torch_encoder(norm_first=False, activation="gelu", final_norm=True)
+    x, mask, u, explained = torch_case(encoder)
+    with TransformerComposite(linear_rule=Epsilon(0.05)).context(encoder):
+        relevance = input_x_gradient(explained, x)
+    expected = input_x_gradient(
+        lambda h: mean_pooling(torch_encoder_reference(encoder, h, mask, "gelu", epsilon=0.05), mask) @ u, x
+    )
+    assert_close(relevance, expected)
+    lrp0 = input_x_gradient(lambda h: mean_pooling(torch_encoder_reference(encoder, h, mask, "gelu"), mask) @ u, x)
+    assert (lrp0 - expected).abs().max() > 1e-3 * expected.abs().max()  # epsilon does change the relevance
+
+
+def test_multihead_attention_parameter_gradients_are_unchanged_inside_the_context():
+    """The value projection child shares the attention's parameters; gradients still reach them."""
+    encoder = tiny_torch_encoder(norm_first=True, activation="relu", final_norm=False)
+    x, _, _, explained = torch_case(encoder)
+    weight = encoder.layers[0].self_attn.in_proj_weight
+    with TransformerComposite().context(encoder):
+        (inside,) = torch.autograd.grad(explained(x).sum(), weight)
+    value_rows = slice(2 * weight.shape[1], None)
+    assert inside[value_rows].abs().max() > 0
+    assert torch.equal(inside[: value_rows.start], torch.zeros_like(inside[: value_rows.start]))  # rule AH
+
+
 @pytest.mark.slow
 def test_minilm_relevance_equals_reference(minilm):
     model = copy.deepcopy(minilm).double()

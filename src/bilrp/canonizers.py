@@ -35,6 +35,7 @@ __all__ = [
     "ActivationCanonizer",
     "EvalEagerCanonizer",
     "MultiheadAttentionCanonizer",
+    "ValueProjection",
     "TransformerEncoderLayerCanonizer",
     "ArchitectureCanonizer",
     "BertCanonizer",
@@ -132,20 +133,27 @@ class InstanceAttributeCanonizer(Canonizer):
         return instances
 
     def register(self, module: nn.Module) -> None:
-        """Set the attributes on ``module``, remembering what was there."""
+        """Set the attributes on ``module``, remembering what was there.
+
+        A module-valued attribute becomes a child module (so that a composite's layer map sees it); any
+        other value, ``forward`` included, is a plain instance attribute.
+        """
         self.module = module
         attributes = self.attributes(module)
-        self.saved = {key: module.__dict__.get(key, _MISSING) for key in attributes}
+        self.saved = {}
         for key, value in attributes.items():
-            object.__setattr__(module, key, value) if key == "forward" else setattr(module, key, value)
+            store = _attribute_store(module, key, value)
+            self.saved[key] = (store, store.get(key, _MISSING))
+        for key, value in attributes.items():
+            self.saved[key][0][key] = value
 
     def remove(self) -> None:
         """Restore every attribute to its state before :meth:`register`."""
-        for key, value in self.saved.items():
+        for key, (store, value) in self.saved.items():
             if value is _MISSING:
-                self.module.__dict__.pop(key, None)
+                store.pop(key, None)
             else:
-                self.module.__dict__[key] = value
+                store[key] = value
         self.saved = {}
 
     def copy(self) -> InstanceAttributeCanonizer:
@@ -153,6 +161,17 @@ class InstanceAttributeCanonizer(Canonizer):
         clone = copy.copy(self)
         clone.module, clone.saved = None, {}
         return clone
+
+
+def _attribute_store(module: nn.Module, key: str, value: object) -> dict:
+    """The dictionary that holds attribute ``key`` of ``module``: its child modules, or its ``__dict__``."""
+    if key != "forward" and isinstance(value, nn.Module):
+        if key in module.__dict__ or key in module._parameters or key in module._buffers:
+            raise ValueError(f"canonizer child module {key!r} would shadow an attribute of {type(module).__name__}")
+        return module._modules
+    if key in module._modules or key in module._parameters or key in module._buffers:
+        raise ValueError(f"canonizer attribute {key!r} would shadow a parameter, buffer or child module")
+    return module.__dict__
 
 
 class AttentionCanonizer(InstanceAttributeCanonizer):
@@ -345,7 +364,46 @@ class MultiheadAttentionCanonizer(InstanceAttributeCanonizer):
         reason = self.unsupported(module)
         if reason is not None:
             raise UnsupportedModuleError(f"{reason}: write a canonizer for it, see {CUSTOM_ARCHITECTURE_DOCS}")
-        return {"forward": partial(_multihead_attention_forward, module)}
+        return {"forward": partial(_multihead_attention_forward, module), VALUE_PROJECTION: ValueProjection(module)}
+
+
+VALUE_PROJECTION = "bilrp_value_projection"
+
+
+class ValueProjection(nn.Linear):
+    """The value part of an ``nn.MultiheadAttention`` input projection, as an ``nn.Linear`` child module.
+
+    ``nn.MultiheadAttention`` keeps its query/key/value projections as raw parameters, which a composite's
+    layer map (``TransformerComposite(linear_rule=...)``) cannot see. While the canonizer is active, the
+    value projection (the only one relevance flows through under rule AH) runs through this module. Its
+    parameters share memory with the attention's own; while they are not swapped by a zennit rule, the
+    forward pass uses the attention's parameters themselves, so parameter gradients are unaffected.
+    """
+
+    def __init__(self, attention: nn.MultiheadAttention) -> None:
+        nn.Module.__init__(self)
+        weight, bias = _value_parameters(attention)
+        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
+        self.weight = nn.Parameter(weight.detach(), requires_grad=weight.requires_grad)
+        self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=bias.requires_grad)
+        self.__dict__["_source"] = (attention, self.weight, self.bias)  # not a child: no module cycle
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        attention, weight, bias = self._source
+        if self.weight is weight and self.bias is bias:  # not modified by a rule: the attention's parameters
+            weight, bias = _value_parameters(attention)
+        else:
+            weight, bias = self.weight, self.bias
+        return F.linear(x, weight, bias)
+
+
+def _value_parameters(attention: nn.MultiheadAttention) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if attention._qkv_same_embed_dim:
+        weight = attention.in_proj_weight.chunk(3)[2]
+    else:
+        weight = attention.v_proj_weight
+    bias = attention.in_proj_bias.chunk(3)[2] if attention.in_proj_bias is not None else None
+    return weight, bias
 
 
 def _multihead_attention_forward(
@@ -364,17 +422,18 @@ def _multihead_attention_forward(
     batch, length, dim = query.shape
     heads = module.num_heads
     if module._qkv_same_embed_dim:
-        w_q, w_k, w_v = module.in_proj_weight.chunk(3)
+        w_q, w_k, _ = module.in_proj_weight.chunk(3)
     else:
-        w_q, w_k, w_v = module.q_proj_weight, module.k_proj_weight, module.v_proj_weight
-    b_q, b_k, b_v = module.in_proj_bias.chunk(3) if module.in_proj_bias is not None else (None,) * 3
+        w_q, w_k = module.q_proj_weight, module.k_proj_weight
+    b_q, b_k, _ = module.in_proj_bias.chunk(3) if module.in_proj_bias is not None else (None,) * 3
 
-    def split(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        projected = F.linear(t, w, b)
-        return projected.view(t.size(0), t.size(1), heads, -1).transpose(1, 2)
+    def split(projected: torch.Tensor) -> torch.Tensor:
+        return projected.view(projected.size(0), projected.size(1), heads, -1).transpose(1, 2)
 
-    # rule AH: scores are constants, so query and key projections read detached inputs
-    q, k, v = split(query.detach(), w_q, b_q), split(key.detach(), w_k, b_k), split(value, w_v, b_v)
+    # rule AH: scores are constants, so query and key projections read detached inputs; the value
+    # projection is a child module, so that a composite's linear rule applies to it
+    q, k = split(F.linear(query.detach(), w_q, b_q)), split(F.linear(key.detach(), w_k, b_k))
+    v = split(getattr(module, VALUE_PROJECTION)(value))
     mask = None
     if attn_mask is not None:
         mask = _additive_mask(attn_mask, q.dtype)
