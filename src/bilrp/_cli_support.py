@@ -17,23 +17,25 @@ if TYPE_CHECKING:
 __all__ = ["number_parser", "positive_int", "fraction", "load_model"]
 
 
-def number_parser(convert: Callable[[str], float], low: float, high: float, what: str) -> Callable[[str], float]:
-    """An argparse ``type`` that accepts numbers ``low <= value < high`` and names ``what`` it wants otherwise."""
+def number_parser(
+    convert: Callable[[str], float], accepts: Callable[[float], bool], what: str
+) -> Callable[[str], float]:
+    """An argparse ``type``: ``convert`` the text and keep values that ``accepts``; otherwise name ``what`` it wants."""
 
     def parse(text: str) -> float:
         try:
             value = convert(text)
         except ValueError:
             value = None
-        if value is None or not low <= value < high:
+        if value is None or not accepts(value):
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
         return value
 
     return parse
 
 
-positive_int = number_parser(int, 1, float("inf"), "a positive whole number")
-fraction = number_parser(float, 0.0, 1.0, "a fraction in [0, 1)")
+positive_int = number_parser(int, lambda value: value >= 1, "a positive whole number")
+fraction = number_parser(float, lambda value: 0.0 <= value < 1.0, "a fraction in [0, 1)")
 
 
 def load_model(name_or_path: str | None, pooling: str | None = None, similarity: str | None = None) -> SimilarityModel:

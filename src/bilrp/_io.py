@@ -23,6 +23,7 @@ __all__ = [
     "atomic_paths",
     "atomic_path",
     "probe_writable",
+    "fill",
     "write_text",
     "write_bytes",
     "write_json",
@@ -82,12 +83,18 @@ def probe_writable(folder: str | Path) -> None:
         pass
 
 
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (flushed to disk before the rename)."""
-    with atomic_path(path) as temporary, open(temporary, "wb") as file:
+def fill(temporary: str | Path, data: bytes) -> None:
+    """Write ``data`` into a temporary file from :func:`atomic_paths`, flushed to disk before the rename."""
+    with open(temporary, "wb") as file:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (flushed to disk before the rename)."""
+    with atomic_path(path) as temporary:
+        fill(temporary, data)
     return Path(path)
 
 

@@ -140,12 +140,10 @@ class InstanceAttributeCanonizer(Canonizer):
         """
         self.module = module
         attributes = self.attributes(module)
-        self.saved = {}
+        stores = {key: _attribute_store(module, key, value) for key, value in attributes.items()}  # may raise
+        self.saved = {key: (store, store.get(key, _MISSING)) for key, store in stores.items()}
         for key, value in attributes.items():
-            store = _attribute_store(module, key, value)
-            self.saved[key] = (store, store.get(key, _MISSING))
-        for key, value in attributes.items():
-            self.saved[key][0][key] = value
+            stores[key][key] = value
 
     def remove(self) -> None:
         """Restore every attribute to its state before :meth:`register`."""
@@ -397,13 +395,18 @@ class ValueProjection(nn.Linear):
         return F.linear(x, weight, bias)
 
 
-def _value_parameters(attention: nn.MultiheadAttention) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _input_projections(attention: nn.MultiheadAttention) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """``(weight, bias)`` of the query, key and value projections of an ``nn.MultiheadAttention``."""
     if attention._qkv_same_embed_dim:
-        weight = attention.in_proj_weight.chunk(3)[2]
+        weights = attention.in_proj_weight.chunk(3)
     else:
-        weight = attention.v_proj_weight
-    bias = attention.in_proj_bias.chunk(3)[2] if attention.in_proj_bias is not None else None
-    return weight, bias
+        weights = (attention.q_proj_weight, attention.k_proj_weight, attention.v_proj_weight)
+    biases = attention.in_proj_bias.chunk(3) if attention.in_proj_bias is not None else (None,) * 3
+    return list(zip(weights, biases, strict=True))
+
+
+def _value_parameters(attention: nn.MultiheadAttention) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return _input_projections(attention)[2]
 
 
 def _multihead_attention_forward(
@@ -421,11 +424,7 @@ def _multihead_attention_forward(
         query, key, value = (t.transpose(0, 1) for t in (query, key, value))
     batch, length, dim = query.shape
     heads = module.num_heads
-    if module._qkv_same_embed_dim:
-        w_q, w_k, _ = module.in_proj_weight.chunk(3)
-    else:
-        w_q, w_k = module.q_proj_weight, module.k_proj_weight
-    b_q, b_k, _ = module.in_proj_bias.chunk(3) if module.in_proj_bias is not None else (None,) * 3
+    (w_q, b_q), (w_k, b_k), _ = _input_projections(module)
 
     def split(projected: torch.Tensor) -> torch.Tensor:
         return projected.view(projected.size(0), projected.size(1), heads, -1).transpose(1, 2)

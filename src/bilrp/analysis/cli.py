@@ -12,19 +12,12 @@ import re
 import sys
 from pathlib import Path
 
-from .._cli_support import positive_int
+from .._cli_support import number_parser, positive_int
 
 __all__ = ["register"]
 
 
-def _half_fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0 < value <= 0.5:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in (0, 0.5]")
-    return value
+_half_fraction = number_parser(float, lambda value: 0.0 < value <= 0.5, "a fraction in (0, 0.5]")
 
 
 def _add_common(parser: argparse.ArgumentParser, several_models: bool) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from .._io import atomic_paths, probe_writable
+from .._io import atomic_paths, fill, probe_writable
 from .errors import EvaluationError
 
 __all__ = ["write_outputs", "check_out_dir"]
@@ -51,5 +51,5 @@ def write_outputs(out_dir: str | Path, files: Mapping[str, str | bytes]) -> list
     paths = [folder / name for name in files]
     with atomic_paths(paths) as temporaries:
         for temporary, content in zip(temporaries, files.values(), strict=True):
-            temporary.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+            fill(temporary, content.encode("utf-8") if isinstance(content, str) else content)
     return paths
