@@ -93,7 +93,7 @@ def measure(
         scale = dim / loop_dims
     elif way in ("reverse", "engine"):
         attribution = bilrp.BiLRP(model, mode="reverse" if way == "reverse" else "auto")
-        run = lambda: attribution.attribute((emb_a, emb_b), (mask_a, mask_b))  # noqa: E731
+        run = lambda: attribution.attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))  # noqa: E731
         scale = 1.0
     else:
         batch = torch.cat([emb_a.repeat_interleave(length, 0), emb_b.repeat_interleave(length, 0)])

@@ -1,6 +1,7 @@
 """Corpus runner: shards on disk, resuming after an interruption, refusing a folder of another run."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -8,7 +9,14 @@ import torch
 import bilrp.analysis.corpus as corpus
 from bilrp import datasets, explain_batch
 from bilrp._io import write_text
-from bilrp.analysis.corpus import CorpusMismatchError, CorpusRecord, load_corpus, run_corpus, run_dataset
+from bilrp.analysis.corpus import (
+    CorpusMismatchError,
+    CorpusRecord,
+    DamagedRunError,
+    load_corpus,
+    run_corpus,
+    run_dataset,
+)
 from tiny_models import tiny_similarity_model
 
 PAIRS = [
@@ -94,6 +102,43 @@ def test_a_folder_of_another_run_is_refused(model, tmp_path):
         run_corpus(model, PAIRS, tmp_path, shard_size=0)
 
 
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda text: text[: len(text) // 2], r"line 2, column \d+: Unterminated string"),  # cut short
+        (lambda text: text.replace('"', "", 1), "line 1, column 2: Expecting property name"),
+        (lambda text: text + '{"index": 9}\n', r"line 3: not a record \(KeyError 'tokens_a'\)"),
+        (lambda text: "\udcff", None),  # not UTF-8
+    ],
+)
+def test_a_damaged_shard_is_named_with_how_to_recover(model, tmp_path, monkeypatch, damage, problem):
+    run_corpus(model, PAIRS[:4], tmp_path, shard_size=2, progress=False)
+    shard = tmp_path / "shard-000002-000003.jsonl"
+    shard.write_bytes(damage(shard.read_text(encoding="utf-8")).encode("utf-8", "surrogateescape"))
+    for attempt in (lambda: load_corpus(tmp_path), lambda: run_corpus(model, PAIRS[:4], tmp_path, progress=False)):
+        with pytest.raises(DamagedRunError) as error:
+            attempt()
+        message = str(error.value)
+        assert isinstance(error.value, ValueError) and "\n" not in message
+        expected = f"cannot read run file {shard}: 'utf-8' codec" if problem is None else f"damaged run file {shard}: "
+        assert message.startswith(expected) and (problem is None or re.match(problem, message[len(expected) :]))
+        assert message.endswith("; delete the file to recompute its pairs")
+    shard.unlink()  # the advice works: the missing pairs are explained again
+    explained = Counting()
+    monkeypatch.setattr(corpus, "explain_batch", explained)
+    assert len(run_corpus(model, PAIRS[:4], tmp_path, shard_size=2, progress=False)) == 4
+    assert explained.pairs == [p[:2] for p in PAIRS[2:4]]
+
+
+def test_a_damaged_meta_file_is_named_with_how_to_recover(model, tmp_path):
+    run_corpus(model, PAIRS[:2], tmp_path, progress=False)
+    (tmp_path / "meta.json").write_text('{"format": 1, "model"')
+    with pytest.raises(DamagedRunError, match=rf"^damaged run file {re.escape(str(tmp_path / 'meta.json'))}: "):
+        run_corpus(model, PAIRS[:2], tmp_path, progress=False)
+    with pytest.raises(DamagedRunError, match=rf"delete the folder {re.escape(str(tmp_path))} to start this run"):
+        run_corpus(model, PAIRS[:2], tmp_path, progress=False)
+
+
 def test_record_round_trip_keeps_word_ids_and_offsets(model):
     explanation = explain_batch(model, [PAIRS[0][:2]], progress=False)[0]
     record = CorpusRecord.from_dict(json.loads(json.dumps(CorpusRecord(7, 4.0, explanation).to_dict())))
@@ -114,5 +159,5 @@ def test_run_dataset_takes_the_first_pairs_with_gold_scores(model, tmp_path, dat
     expected = datasets.load("stsb", data_dir=data_dir)[:3]
     assert [(r.explanation.text_a, r.gold) for r in records] == [(p.text_a, p.score) for p in expected]
     assert [p.name for p in tmp_path.iterdir()] == ["stsb-test--tiny-bert--mean-cosine--bilrp"]
-    with pytest.raises(ValueError, match="limit must be at least 1"):
+    with pytest.raises(ValueError, match="limit must be a positive whole number, not 0"):
         run_dataset(model, "stsb", tmp_path, limit=0, data_dir=data_dir)

@@ -1,7 +1,10 @@
 """POS-tag interaction aggregates, checked by hand on two small explanations."""
 
 import csv
+import gzip
 import json
+import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +12,8 @@ import pytest
 from analysis_helpers import WhitespaceTagger, word_explanation
 from bilrp import explain_batch
 from bilrp.analysis.pos import PosInteractions, order_tags, pos_interactions, save_pos
-from bilrp.analysis.tagging import load_tagger
+from bilrp.analysis.tagging import HanTaTagger, load_tagger
+from bilrp.nlp import load_spacy, pipeline_names
 from tiny_models import tiny_similarity_model
 
 WORD_TAGS = {"dogs": "NOUN", "cats": "NOUN", "run": "VERB"}
@@ -113,3 +117,38 @@ def test_real_explanations_conserve_relevance_and_count_every_token_pair():
     assert (
         value(interactions, interactions.count, "NOUN", "VERB") == 2 * 1 + 1 * 1
     )  # man/guitar x plays; dogs x running
+
+
+class _Marks:
+    """Unpickling this writes a marker file: stands for code planted in a model file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('planted code ran')",))
+
+
+def test_the_german_tagger_never_loads_a_model_planted_in_the_working_directory(tmp_path, monkeypatch):
+    marker = tmp_path / "marker"
+    with gzip.open(tmp_path / "morphmodel_ger.pgz", "wb") as file:
+        pickle.dump(_Marks(marker), file)
+    monkeypatch.chdir(tmp_path)
+    tagger = HanTaTagger()
+    assert not marker.exists()
+    assert tagger.model_file.is_absolute() and tagger.model_file.parent != tmp_path
+    assert [span.tag for span in tagger("Der Hund läuft.")] == ["DET", "NOUN", "VERB", "PUNCT"]
+
+
+def test_spacy_pipelines_are_never_loaded_from_a_folder_in_the_working_directory(tmp_path, monkeypatch):
+    import spacy
+
+    for name in pipeline_names("en"):  # loadable pipelines that are not the installed ones
+        spacy.blank("en").to_disk(tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    load_spacy.cache_clear()
+    try:
+        nlp = load_spacy("en")
+    finally:
+        load_spacy.cache_clear()
+    assert nlp.meta["name"].startswith("core_web_sm") and tmp_path not in Path(nlp.path).parents

@@ -15,15 +15,15 @@ def test_hessian_x_product_equals_autograd_hessian(architecture, similarity):
     model = tiny_similarity_model(architecture, "mean", similarity)
     emb_a, emb_b, mask_a, mask_b = batch_inputs(model, ["a man plays"], ["music is nice"])
     expected = hessian_x_product(model, emb_a, emb_b, mask_a, mask_b)
-    relevance = HessianXProduct(model).attribute((emb_a, emb_b), (mask_a, mask_b))
+    relevance = HessianXProduct(model).attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
     assert_close(relevance, expected)
 
 
 def test_hessian_x_product_modes_agree_and_pad_to_zero():
     model = tiny_similarity_model("bert", "cls", "cosine")
     emb_a, emb_b, mask_a, mask_b = batch_inputs(model)
-    forward = HessianXProduct(model, mode="forward").attribute((emb_a, emb_b), (mask_a, mask_b))
-    reverse = HessianXProduct(model, mode="reverse").attribute((emb_a, emb_b), (mask_a, mask_b))
+    forward = HessianXProduct(model, mode="forward").attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
+    reverse = HessianXProduct(model, mode="reverse").attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
     assert_close(forward, reverse)
     assert torch.all(forward[1, int(mask_a[1].sum()) :] == 0)
 
@@ -37,7 +37,7 @@ def test_integrated_jacobians_completeness():
         return embeddings.roll(1, dims=1)
 
     attribution = IntegratedJacobians(model, n_steps=64, baseline=reference)
-    relevance = attribution.attribute((emb_a, emb_b), (mask_a, mask_b))
+    relevance = attribution.attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
     zero_a, zero_b = reference(emb_a, mask_a), reference(emb_b, mask_b)
     with torch.no_grad():
         expected = (
@@ -50,7 +50,7 @@ def test_integrated_jacobians_completeness():
 
 
 def test_integrated_jacobians_rejects_bad_steps():
-    with pytest.raises(ValueError, match="n_steps must be at least 1"):
+    with pytest.raises(ValueError, match="n_steps must be a positive whole number"):
         IntegratedJacobians(tiny_similarity_model("bert"), n_steps=0)
 
 
@@ -58,7 +58,7 @@ def test_embedding_interaction_is_pooled_token_dot_products():
     model = tiny_similarity_model("bert", "mean", "dot")
     emb_a, emb_b, mask_a, mask_b = batch_inputs(model)
     relevance, delta = EmbeddingInteraction(model).attribute(
-        (emb_a, emb_b), (mask_a, mask_b), return_convergence_delta=True
+        (emb_a, emb_b), additional_forward_args=(mask_a, mask_b), return_convergence_delta=True
     )
     with torch.no_grad():
         h_a, h_b = model.hidden_states(emb_a, mask_a), model.hidden_states(emb_b, mask_b)
@@ -71,9 +71,9 @@ def test_embedding_interaction_is_pooled_token_dot_products():
 def test_random_interaction_is_seeded_and_masked():
     model = tiny_similarity_model("bert")
     emb_a, emb_b, mask_a, mask_b = batch_inputs(model)
-    first = RandomInteraction(model, seed=3).attribute((emb_a, emb_b), (mask_a, mask_b))
-    again = RandomInteraction(model, seed=3).attribute((emb_a, emb_b), (mask_a, mask_b))
-    other = RandomInteraction(model, seed=4).attribute((emb_a, emb_b), (mask_a, mask_b))
+    first = RandomInteraction(model, seed=3).attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
+    again = RandomInteraction(model, seed=3).attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
+    other = RandomInteraction(model, seed=4).attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
     assert torch.equal(first, again) and not torch.equal(first, other)
     assert torch.all(first[1, int(mask_a[1].sum()) :] == 0)
     assert RandomInteraction.get_name() == "Random"

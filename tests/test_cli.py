@@ -91,7 +91,7 @@ def test_json_output_equals_the_python_api(explained, api_explanation):
 
 def test_unknown_model_is_one_line_exit_2_and_no_file(tmp_path):
     result = run_bilrp("explain", "a", "b", "--model", "no-such-org/no-such-model", "--out", "x.json", cwd=tmp_path)
-    assert_user_error(result.returncode, result.stdout, result.stderr, r"cannot load model 'no-such-org/no-such")
+    assert_user_error(result.returncode, result.stdout, result.stderr, r"cannot load (model )?'no-such-org/no-such")
     assert files_in(tmp_path) == []
 
 
@@ -152,6 +152,68 @@ def test_unwritable_directory_is_refused_before_computing(tmp_path, capsys, monk
     monkeypatch.setattr(cli, "load_model", lambda *a: pytest.fail("the model was loaded before checking --out"))
     assert_user_error(*run_main(capsys, "explain", "a", "b", "--out", str(tmp_path / "x.png")), "Permission denied")
     assert files_in(tmp_path) == []
+
+
+def test_an_out_name_too_long_for_the_file_system_is_refused_before_computing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "load_model", lambda *a: pytest.fail("the model was loaded before checking --out"))
+    code, out, err = run_main(capsys, "explain", "a", "b", "--out", "ok.png", "--out", "a" * 300 + ".json")
+    assert_user_error(
+        code, out, err, r"cannot write a+\.\.\.a+\.json: the file name is too long \(305 bytes, at most \d+"
+    )
+    assert ".partial" not in err and files_in(tmp_path) == []
+
+
+NOT_UTF8 = b"caf\xe9".decode("utf-8", "surrogateescape")  # what Python makes of Latin-1 bytes in sys.argv
+
+
+@pytest.mark.parametrize(
+    ("argv", "number"),
+    [
+        (["explain", "\udcff", "b"], 2),
+        (["explain", "a", NOT_UTF8], 3),
+        (["explain", "a", "b", "--out", NOT_UTF8 + ".json"], 5),
+        (["--traceback", "explain", "a", "b", "--model", "\ud800"], 6),
+    ],
+)
+def test_arguments_that_are_not_utf8_are_one_line_exit_2(tmp_path, monkeypatch, capsys, argv, number):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "load_model", lambda *a: pytest.fail("the model was loaded"))
+    code, out, err = run_main(capsys, *argv)
+    assert (code, out, len(err.splitlines())) == (2, "", 1), err
+    assert err.startswith(f"bilrp: error: argument {number} (") and "is not valid UTF-8 text" in err
+    assert files_in(tmp_path) == []
+
+
+def test_invalid_utf8_bytes_on_the_real_command_line(tmp_path):
+    env = {**os.environ, "PYTHONUTF8": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bilrp", "explain", b"caf\xe9", "b"], cwd=tmp_path, env=env, capture_output=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and b"Traceback" not in result.stderr
+    assert result.stderr.decode() == (
+        "bilrp: error: argument 2 (caf\\udce9) is not valid UTF-8 text: pass texts and file names as UTF-8 "
+        "(see bilrp --help)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--top", "0"], "argument --top: '0' is not a positive whole number"),
+        (["--top", "2.5"], "argument --top: '2.5' is not a positive whole number"),
+        (["--threshold", "1.5"], r"argument --threshold: '1.5' is not a fraction in \[0, 1\)"),
+        (["--threshold", "nan"], r"argument --threshold: 'nan' is not a fraction in \[0, 1\)"),
+    ],
+)
+def test_numeric_arguments_are_checked_before_anything_runs(monkeypatch, capsys, args, message):
+    monkeypatch.setattr(cli, "load_model", lambda *a: pytest.fail("the model was loaded"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["explain", "a", "b", *args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert re.match(rf"bilrp explain: error: {message} \(see bilrp explain --help\)$", err), err
 
 
 def test_truncation_warns_how_many_tokens_were_dropped(tmp_path, monkeypatch, capsys, minilm):

@@ -18,6 +18,7 @@ from torch import nn
 from zennit.attribution import Gradient
 from zennit.rules import Epsilon
 
+import bilrp
 from bilrp import TransformerComposite, UnsupportedModuleError
 from bilrp.canonizers import AttentionCanonizer, TransformerCanonizer
 from reference_models import (
@@ -208,24 +209,41 @@ def test_zennit_gradient_attributor_gives_the_rule_relevance():
 
 
 # ---------------------------------------------------------------------------------------------- refusals
-def test_unknown_attention_class_is_refused_naming_class_and_path():
-    model = ToyEncoder()
+class Summed(nn.Module):
+    """``ToyEncoder`` summed to one number per example, for first-order LRP."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x, mask).sum((1, 2))
+
+
+def toy_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    return torch.randn(2, 5, 8), torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+
+
+def test_unknown_attention_class_is_refused_by_what_it_computes():
+    """Not by its name: the composite registers, and the certificate names the attention that has no rule."""
+    model = Summed(ToyEncoder())
     before = model_state(model)
-    with pytest.raises(UnsupportedModuleError) as error:
-        TransformerComposite().context(model).__enter__()
+    x, mask = toy_inputs()
+    with pytest.raises(bilrp.CertificateError) as error:
+        bilrp.LRP(model).attribute(x, additional_forward_args=(mask,))
     message = str(error.value)
-    assert "'attention.0'" in message and "ToyAttention" in message and "custom_architectures.md" in message
+    assert "'encoder.attention.0' (ToyAttention" in message and "custom_architectures.md" in message
     assert "\n" not in message
     assert_same_state(before, model_state(model))
 
 
-def test_unknown_norm_class_is_refused_naming_class_and_path():
-    model = ToyEncoder()
-    before = model_state(model)
+def test_unknown_norm_class_is_refused_by_what_it_computes():
+    model = Summed(ToyEncoder())
     composite = TransformerComposite(canonizers=[TransformerCanonizer(), AttentionCanonizer((ToyAttention,))])
-    with pytest.raises(UnsupportedModuleError, match=r"'norm\.0' of class ToyNorm.*custom_architectures\.md"):
-        composite.register(model)
-    assert_same_state(before, model_state(model))
+    x, mask = toy_inputs()
+    with pytest.raises(bilrp.CertificateError, match=r"'encoder\.norm\.0' \(ToyNorm"):
+        bilrp.LRP(model, composite=composite).attribute(x, additional_forward_args=(mask,))
 
 
 def multihead_model() -> nn.Module:

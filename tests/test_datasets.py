@@ -1,4 +1,8 @@
-"""bilrp.datasets: row counts and hand-checked rows of every dataset, and one-line errors."""
+"""bilrp.datasets: row counts and hand-checked rows of every dataset, and one-line errors.
+
+The hand-checked rows are read from the full datasets when BILRP_DATA_DIR names them, else from the few rows
+of tests/fixtures/data (the same files and formats); the full row counts need the full datasets.
+"""
 
 import pytest
 
@@ -22,21 +26,51 @@ ROW_COUNTS = [
 ]
 
 
+FIXTURE_ROW_COUNTS = {
+    ("stsb", "test"): 13,
+    ("stsb", "dev"): 14,
+    ("sick", "test"): 5,
+    ("sick", "train"): 5,
+    ("sick", "trial"): 3,
+    ("biosses", "test"): 8,
+    ("biosses", "all"): 8,
+    **{(f"mstsb-{language}", "test"): 13 for language in ("en", "de", "es", "fr", "en-de", "fr-es")},
+}
+
+
+def first_with(pairs, text_a):
+    return next(pair for pair in pairs if pair.text_a == text_a)
+
+
 @pytest.mark.parametrize(("name", "split", "rows"), ROW_COUNTS)
-def test_row_counts(data_dir, name, split, rows):
-    pairs = datasets.load(name, split, data_dir=data_dir)
+def test_row_counts(full_data_dir, name, split, rows):
+    pairs = datasets.load(name, split, data_dir=full_data_dir)
     assert len(pairs) == rows
     assert all(isinstance(p, SimilarityPair) and p.text_a and p.text_b for p in pairs)
+
+
+@pytest.mark.parametrize(("name", "split"), list(FIXTURE_ROW_COUNTS))
+def test_the_fixture_rows_load_in_every_format(fixture_data_dir, name, split):
+    pairs = datasets.load(name, split, data_dir=fixture_data_dir)
+    assert len(pairs) == FIXTURE_ROW_COUNTS[name, split]
+    assert all(isinstance(p, SimilarityPair) and p.text_a and p.text_b for p in pairs)
+
+
+@pytest.mark.parametrize(("name", "split"), list(FIXTURE_ROW_COUNTS))
+def test_the_fixture_rows_are_rows_of_the_full_datasets(full_data_dir, fixture_data_dir, name, split):
+    full = datasets.load(name, split, data_dir=full_data_dir)
+    assert set(datasets.load(name, split, data_dir=fixture_data_dir)) <= set(full)
 
 
 def test_stsb_rows_and_raw_quotes(data_dir):
     pairs = datasets.load("stsb", data_dir=data_dir)
     assert pairs[0] == SimilarityPair("A girl is styling her hair.", "A girl is brushing her hair.", 2.5)
     # line 408 holds raw '"' characters that CSV quoting would swallow together with the following rows
-    assert pairs[407].text_a == 'A young boy jumping into a pool that says "no diving".'
-    assert pairs[407].score == pytest.approx(3.2)
+    quoted = first_with(pairs, 'A young boy jumping into a pool that says "no diving".')
+    assert quoted.score == pytest.approx(3.2)
     # line 643 has two extra attribution fields after sentence2: they are not part of the text
-    assert pairs[642].text_b == 'My answer to your question is "Probably Not".'
+    attributed = first_with(pairs, "Unfortunately the answer to your question is we simply do not know.")
+    assert attributed.text_b == 'My answer to your question is "Probably Not".'
     assert min(p.score for p in pairs) == 0.0 and max(p.score for p in pairs) == 5.0
 
 
@@ -58,7 +92,7 @@ def test_sick_biosses_and_crosslingual_rows(data_dir):
 
 def test_environment_variable_names_the_folder(data_dir, monkeypatch):
     monkeypatch.setenv("BILRP_DATA_DIR", str(data_dir))
-    assert len(datasets.load("biosses")) == 100
+    assert datasets.load("biosses") == datasets.load("biosses", data_dir=data_dir) != []
     monkeypatch.delenv("BILRP_DATA_DIR")
     with pytest.raises(DatasetError, match="set BILRP_DATA_DIR"):
         datasets.load("biosses")

@@ -55,18 +55,51 @@ def test_perturbation_and_ground_truth_write_their_files(data_dir, model_dir, tm
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["sts", "--limit", "0"], "limit must be a positive integer, got 0"),
+        (["sts", "--limit", "0"], "argument --limit: '0' is not a positive whole number"),
+        (["sts", "--seed", "-1"], "argument --seed: '-1' is not a whole number from 0 to 4294967295"),
         (["sts", "--dataset", "nope"], "unknown dataset 'nope'"),
+        (["conservation", "--batch-size", "-1"], "argument --batch-size: '-1' is not a positive whole number"),
+        (["conservation", "--batch-size", "x"], "argument --batch-size: 'x' is not a positive whole number"),
         (["perturbation", "--limit", "2", "--methods", "bilrp", "lime"], "unknown method 'lime'"),
-        (["perturbation", "--ij-steps", "0"], "--ij-steps must be a positive integer"),
-        (["perturbation", "--limit", "2", "--step", "1.5"], r"step must be in \(0, 1\]"),
+        (["perturbation", "--ij-steps", "0"], "argument --ij-steps: '0' is not a positive whole number"),
+        (["perturbation", "--step", "1.5"], r"argument --step: '1.5' is not a fraction in \(0, 1\]"),
+        (["perturbation", "--step", "0"], r"argument --step: '0' is not a fraction in \(0, 1\]"),
+        (["ground-truth", "--epochs", "0"], "argument --epochs: '0' is not a positive whole number"),
+        (["ground-truth", "--learning-rate", "-0.5"], "argument --learning-rate: '-0.5' is not a positive number"),
+        (["ground-truth", "--trainable-layers", "-1"], "argument --trainable-layers: '-1' is not a whole number >= 0"),
+        (["ground-truth", "--holdout", "0"], r"argument --holdout: '0' is not a fraction in \(0, 1\]"),
     ],
 )
 def test_bad_arguments_give_one_error_line_and_status_2(data_dir, model_dir, tmp_path, capsys, args, message):
     assert _run(data_dir, model_dir, tmp_path / "x", *args) == 2
-    error = capsys.readouterr().err.splitlines()[-1]
-    assert error.startswith("bilrp evaluate: error: ")
-    assert re.search(message, error)
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert re.match(rf"bilrp evaluate( {args[0]})?: error: {message}", err), err
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_main_command_line_checks_numbers_before_loading_anything(monkeypatch, capsys):
+    from bilrp import cli
+
+    monkeypatch.setattr(cli, "load_model", lambda *a: pytest.fail("the model was loaded"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "conservation", "--batch-size", "-1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err == (
+        "bilrp evaluate conservation: error: argument --batch-size: '-1' is not a positive whole number "
+        "(see bilrp evaluate conservation --help)\n"
+    )
+
+
+def test_the_python_api_applies_the_same_rules(model_dir):
+    from bilrp.evaluation import evaluate_conservation
+    from bilrp.evaluation.errors import check_fraction, check_non_negative, check_positive
+
+    with pytest.raises(EvaluationError, match="^batch_size must be a positive whole number, not -1$"):
+        evaluate_conservation(None, [("a", "b")], batch_size=-1)
+    assert check_positive("limit", None, allow_none=True) is None and check_fraction("step", 1) == 1.0
+    with pytest.raises(EvaluationError, match="trainable_layers must be a whole number >= 0, not -1"):
+        check_non_negative("trainable_layers", -1)
 
 
 def test_out_must_be_a_folder(data_dir, model_dir, tmp_path, capsys):

@@ -127,7 +127,7 @@ def test_bad_arguments(nlp):
     model = tiny_similarity_model("bert", "qkv", "dot", dtype=torch.float32)
     with pytest.raises(EvaluationError, match="at least 2 pairs"):
         evaluate_ground_truth(model, PAIRS[:1], progress=False)
-    with pytest.raises(EvaluationError, match=r"holdout must be in \(0, 1\]"):
+    with pytest.raises(EvaluationError, match=r"holdout must be a fraction in \(0, 1\]"):
         evaluate_ground_truth(model, PAIRS, holdout=0.0, progress=False)
     with pytest.raises(EvaluationError, match="unknown method 'ij'"):
         evaluate_ground_truth(model, PAIRS, methods=["bilrp", "ij"], progress=False)

@@ -143,8 +143,8 @@ def test_dot_models_use_raw_distances(model):
         ({"methods": ["bilrp", "lime"]}, "unknown method 'lime'"),
         ({"methods": []}, "methods is empty"),
         ({"methods": ["bilrp", "bilrp"]}, "lists a value twice"),
-        ({"step": 0.0}, r"step must be in \(0, 1\]"),
-        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"step": 0.0}, r"step must be a fraction in \(0, 1\], not 0.0"),
+        ({"batch_size": 0}, "batch_size must be a positive whole number, not 0"),
         ({"methods": ["bilrp"], "method_options": {"ij": {"n_steps": 2}}}, "method_options given for methods not"),
     ],
 )

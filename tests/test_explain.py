@@ -25,7 +25,7 @@ def test_explain_matches_attribute_and_conserves(model, method):
     assert explanation.relevance.double().sum() + explanation.bias == pytest.approx(explanation.score, abs=1e-9)
     if method == "bilrp":
         emb_a, emb_b, mask_a, mask_b = batch_inputs(model, ["a man is playing a guitar"], ["someone plays music"])
-        expected = BiLRP(model).attribute((emb_a, emb_b), (mask_a, mask_b))[0]
+        expected = BiLRP(model).attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))[0]
         assert torch.allclose(explanation.relevance, expected, rtol=1e-9, atol=1e-12)
 
 

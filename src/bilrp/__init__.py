@@ -1,26 +1,44 @@
-"""bilrp: explain why a Transformer similarity model finds two texts similar (BiLRP token-pair relevance)."""
+"""bilrp: explain why a Transformer similarity model finds two texts similar (BiLRP token-pair relevance).
 
-from .attr import LRP, BiLRP, EmbeddingInteraction, HessianXProduct, IntegratedJacobians, RandomInteraction
-from .composites import TransformerComposite, UnsupportedModuleError
-from .explanation import METHODS, Explanation, explain, explain_batch
-from .models import DEFAULT_MODEL, SimilarityModel
+The public names are imported on first use (``bilrp.explain``, ``from bilrp import BiLRP``), so ``import
+bilrp`` and ``bilrp --help`` do not import torch.
+"""
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "METHODS",
-    "SimilarityModel",
-    "TransformerComposite",
-    "UnsupportedModuleError",
-    "LRP",
-    "BiLRP",
-    "HessianXProduct",
-    "EmbeddingInteraction",
-    "RandomInteraction",
-    "IntegratedJacobians",
-    "Explanation",
-    "explain",
-    "explain_batch",
-    "__version__",
-]
+from ._catalog import lazy_exports
+
+# The imports below are for type checkers and the API docs, which cannot run __getattr__.
+# ruff: noqa: F401
+if TYPE_CHECKING:  # the names of _EXPORTS, statically (tests/test_startup.py checks that they match)
+    from ._catalog import VERSION as __version__
+    from .attr import LRP, BiLRP, EmbeddingInteraction, HessianXProduct, IntegratedJacobians, RandomInteraction
+    from .composites import TransformerComposite, UnsupportedModuleError
+    from .engine import CertificateError, NonlinearityError
+    from .explanation import METHODS, Explanation, explain, explain_batch
+    from .models import DEFAULT_MODEL, ModelLoadError, SimilarityModel
+
+_EXPORTS = {
+    "DEFAULT_MODEL": ".models:DEFAULT_MODEL",
+    "METHODS": ".explanation:METHODS",
+    "SimilarityModel": ".models:SimilarityModel",
+    "TransformerComposite": ".composites:TransformerComposite",
+    "UnsupportedModuleError": ".composites:UnsupportedModuleError",
+    "LRP": ".attr:LRP",
+    "BiLRP": ".attr:BiLRP",
+    "HessianXProduct": ".attr:HessianXProduct",
+    "EmbeddingInteraction": ".attr:EmbeddingInteraction",
+    "RandomInteraction": ".attr:RandomInteraction",
+    "IntegratedJacobians": ".attr:IntegratedJacobians",
+    "Explanation": ".explanation:Explanation",
+    "explain": ".explanation:explain",
+    "explain_batch": ".explanation:explain_batch",
+    "NonlinearityError": ".engine:NonlinearityError",
+    "CertificateError": ".engine:CertificateError",
+    "ModelLoadError": ".models:ModelLoadError",
+    "__version__": "._catalog:VERSION",
+}
+"""Public name -> ``"module:attribute"``: the one list of what ``bilrp`` exports, imported on first use."""
+
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

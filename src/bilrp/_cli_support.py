@@ -1,7 +1,8 @@
-"""Pieces every ``bilrp`` subcommand shares: argument types and quiet, offline-by-default model loading.
+"""Pieces every ``bilrp`` subcommand shares: a one-line-error parser, argument types and quiet model loading.
 
 ``bilrp.cli`` and the subcommand modules (``bilrp.evaluation.cli``, ``bilrp.analysis.cli``) import from here,
-so the subcommands never import the main CLI module that registers them.
+so the subcommands never import the main CLI module that registers them. The numeric argument types accept
+exactly what the Python API accepts: both use the rules of :mod:`bilrp._validation`.
 """
 
 from __future__ import annotations
@@ -9,33 +10,52 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
+
+from ._validation import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER, SEED, Rule, fraction_rule
 
 if TYPE_CHECKING:
     from .models import SimilarityModel
 
-__all__ = ["number_parser", "positive_int", "fraction", "load_model"]
+__all__ = [
+    "OneLineParser",
+    "number_parser",
+    "positive_int",
+    "non_negative_int",
+    "positive_number",
+    "fraction",
+    "seed",
+    "load_model",
+]
 
 
-def number_parser(
-    convert: Callable[[str], float], accepts: Callable[[float], bool], what: str
-) -> Callable[[str], float]:
-    """An argparse ``type``: ``convert`` the text and keep values that ``accepts``; otherwise name ``what`` it wants."""
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``prog: error: ...``) with exit status 2."""
 
-    def parse(text: str) -> float:
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not accepts(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def number_parser(rule: Rule) -> Callable[[str], int | float]:
+    """An argparse ``type`` that reads a number and keeps it when ``rule`` accepts it (as the Python API does).
+
+    A refused text gives ``argument --top: '0' is not a positive whole number``.
+    """
+
+    def parse(text: str) -> int | float:
+        value = rule.parse(text)
+        if value is None:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {rule.wanted}")
         return value
 
     return parse
 
 
-positive_int = number_parser(int, lambda value: value >= 1, "a positive whole number")
-fraction = number_parser(float, lambda value: 0.0 <= value < 1.0, "a fraction in [0, 1)")
+positive_int = number_parser(POSITIVE_INT)
+non_negative_int = number_parser(NON_NEGATIVE_INT)
+positive_number = number_parser(POSITIVE_NUMBER)
+seed = number_parser(SEED)
+fraction = number_parser(fraction_rule(0.0, 1.0, "left"))
 
 
 def load_model(name_or_path: str | None, pooling: str | None = None, similarity: str | None = None) -> SimilarityModel:

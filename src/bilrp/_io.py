@@ -9,10 +9,12 @@ suite and the corpus analyses all write through it; it imports nothing else from
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ __all__ = [
     "atomic_paths",
     "atomic_path",
     "probe_writable",
+    "check_name",
     "fill",
     "write_text",
     "write_bytes",
@@ -38,11 +41,20 @@ __all__ = [
 ]
 
 
-def _file_mode() -> int:
-    """The mode an ordinary new file gets under the current umask (``mkstemp`` creates 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+_PREFIX_KEPT = 64
+"""Characters of the target's name kept in the name of its temporary file (which must fit the file system)."""
+
+
+def _file_mode(target: Path) -> int:
+    """The mode ``target`` keeps when it is replaced: its own, or for a new file that of an ordinary new file
+    under the current umask (``mkstemp`` creates 0600).
+    """
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 @contextmanager
@@ -50,20 +62,21 @@ def atomic_paths(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
     """Temporary paths beside ``paths``; renamed onto them together when the block ends without error.
 
     All temporaries are written before the first rename, so when any writing fails no target is created or
-    replaced. Temporary files never outlive the block.
+    replaced. Temporary files never outlive the block. A replaced file keeps its permissions; a new file gets
+    those of an ordinary new file (``0o666`` less the umask).
     """
     targets = [Path(path) for path in paths]
     temporaries: list[Path] = []
     try:
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+            prefix = f".{target.name[:_PREFIX_KEPT]}."
+            handle, name = tempfile.mkstemp(prefix=prefix, suffix=".partial", dir=target.parent)
             os.close(handle)
             temporaries.append(Path(name))
         yield list(temporaries)
-        mode = _file_mode()
         for temporary, target in zip(temporaries, targets, strict=True):
-            os.chmod(temporary, mode)
+            os.chmod(temporary, _file_mode(target))
             os.replace(temporary, target)
     finally:
         for temporary in temporaries:
@@ -81,6 +94,24 @@ def probe_writable(folder: str | Path) -> None:
     """Raise :class:`OSError` unless a file can be created in ``folder`` (call before long computations)."""
     with tempfile.TemporaryFile(dir=folder):
         pass
+
+
+def check_name(path: str | Path) -> None:
+    """Raise :class:`OSError` (``ENAMETOOLONG``) when a name in ``path`` is too long for the file system.
+
+    Call before long computations, together with :func:`probe_writable` on the folder.
+    """
+    path = Path(path)
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows) or no such folder (checked elsewhere)
+        limit = 255
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            what = "file name" if part == path.name else f"folder name {part[:20]}..."
+            message = f"the {what} is too long ({size} bytes, at most {limit} here); choose a shorter name"
+            raise OSError(errno.ENAMETOOLONG, message, str(path))
 
 
 def fill(temporary: str | Path, data: bytes) -> None:
@@ -105,9 +136,26 @@ def write_text(path: str | Path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
-def json_text(data: Any) -> str:
-    """Indented JSON; NaN and infinities are written as ``null`` (strict JSON has no such numbers)."""
-    return json.dumps(_finite(data), indent=2, ensure_ascii=False) + "\n"
+def json_text(data: Any, indent: int | None = 2) -> str:
+    r"""The JSON text of ``data``, ending with a newline: the one JSON serialiser of bilrp.
+
+    NaN and infinities are written as ``null`` (strict JSON has no such numbers), tuples as lists, and text as
+    UTF-8 (not ``\u`` escapes).
+
+    Parameters
+    ----------
+    data
+        Dicts, lists, tuples, strings, numbers, booleans and ``None``.
+    indent
+        Spaces per level; ``None`` writes one line (one record of a JSON-lines file).
+
+    Returns
+    -------
+    str
+        Strict JSON followed by ``"\n"``.
+
+    """
+    return json.dumps(_finite(data), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def _finite(data: Any) -> Any:

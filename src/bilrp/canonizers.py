@@ -49,6 +49,7 @@ __all__ = [
     "ScoreProjectionCanonizer",
     "TransformerCanonizer",
     "import_classes",
+    "merge_canonizers",
 ]
 
 _MISSING = object()
@@ -291,17 +292,23 @@ _ACTIVATION_PATHS = (
 )
 
 
-class ActivationCanonizer(InstanceAttributeCanonizer):
-    """Rule GA: GELU-family activations pass relevance in proportion to ``act(x) / x``.
+RATIO_AT_ZERO: dict[type, float] = {nn.Tanh: 1.0}
+"""``act(x) / x`` at ``x = 0`` where it is not the GELU family's 0.5 (``tanh(x) / x -> 1``)."""
 
-    Covers ``nn.GELU``, ``nn.SiLU``, ``nn.ReLU`` and the GELU variants of ``transformers.activations``.
+
+class ActivationCanonizer(InstanceAttributeCanonizer):
+    """Rule GA: activations pass relevance in proportion to ``act(x) / x``.
+
+    Covers ``nn.GELU``, ``nn.SiLU``, ``nn.ReLU``, ``nn.Tanh`` (sentence-transformers ``Dense`` heads) and the
+    GELU variants of ``transformers.activations``. Activations with ``act(0) != 0`` (sigmoid) have no
+    proportional rule: the certificate refuses them.
     """
 
-    handled_types = (nn.GELU, nn.SiLU, nn.ReLU, *import_classes(_ACTIVATION_PATHS))
+    handled_types = (nn.GELU, nn.SiLU, nn.ReLU, nn.Tanh, *import_classes(_ACTIVATION_PATHS))
 
     def attributes(self, module: nn.Module) -> dict[str, object]:
-        original = module.forward
-        return {"forward": partial(proportional_activation, original)}
+        ratio_at_zero = RATIO_AT_ZERO.get(type(module), 0.5)
+        return {"forward": partial(proportional_activation, module.forward, ratio_at_zero=ratio_at_zero)}
 
 
 class EvalEagerCanonizer(Canonizer):
@@ -595,3 +602,41 @@ class TransformerCanonizer(ArchitectureCanonizer):
         for path in family.attention_paths
     )
     extra = (*TorchTransformerCanonizer.extra, PoolingCanonizer, PoolingScoreCanonizer)
+
+
+def _leaves(canonizers: Iterable[Canonizer]) -> Iterator[Canonizer]:
+    """Bilrp's canonizers with architecture bundles opened; other canonizers as they are."""
+    for canonizer in canonizers:
+        if isinstance(canonizer, ArchitectureCanonizer):
+            yield from _leaves(canonizer.canonizers)
+        else:
+            yield canonizer
+
+
+def merge_canonizers(canonizers: Iterable[Canonizer]) -> list[Canonizer]:
+    """One canonizer per rule: stacked bilrp canonizers merged, so that no rule is applied twice.
+
+    Architecture bundles are opened; all attention canonizers become one :class:`AttentionCanonizer` over
+    the union of their attention classes (likewise the score projections); any other bilrp canonizer class
+    is kept once, and the score-projection speed-up comes last. Canonizers that are not bilrp's (zennit's
+    ``SequentialMergeBatchNorm``, ...) run first, in the order given.
+    """
+    foreign: list[Canonizer] = []
+    merged: dict[type, Canonizer] = {}
+    attention: dict[type, tuple[type, ...]] = {AttentionCanonizer: (), ScoreProjectionCanonizer: ()}
+    for canonizer in _leaves(canonizers):
+        family = next((kind for kind in attention if isinstance(canonizer, kind)), None)
+        if family is not None:
+            types = canonizer.handled_types if family is AttentionCanonizer else canonizer.attention_types
+            attention[family] += tuple(t for t in types if t not in attention[family])
+            merged.setdefault(family, canonizer)
+        elif isinstance(canonizer, (InstanceAttributeCanonizer, EvalEagerCanonizer)):
+            merged.setdefault(type(canonizer), canonizer)
+        else:
+            foreign.append(canonizer)
+    leaves = [
+        family(attention[family]) if family in attention else canonizer.copy() for family, canonizer in merged.items()
+    ]
+    # the score-projection speed-up wraps whatever forward the projections end up with: it goes last
+    leaves.sort(key=lambda canonizer: isinstance(canonizer, ScoreProjectionCanonizer))
+    return foreign + leaves

@@ -9,7 +9,10 @@ subcommand with ``parser = subparsers.add_parser(name, help=..., description=...
 ``parser.set_defaults(func=run)``, where ``run(args: argparse.Namespace) -> int`` does the work and returns
 the exit status (0 on success). The modules are imported when the parser is built; one that does not exist
 (yet) is skipped, any other import error propagates. Keep ``register`` cheap: import models, data and heavy
-libraries inside ``run``. The modules need not import this one (it sits above them):
+libraries inside ``run`` (``bilrp --help`` imports no torch; ``tests/test_startup.py`` checks it), take the
+names for ``choices=`` from :mod:`bilrp._catalog` and the numeric argument types from
+:mod:`bilrp._cli_support` (the rules of the Python API). The modules need not import this one (it sits above
+them):
 
 - a *user error* (bad input, a missing or unwritable file) is raised as ``ValueError`` (any subclass:
   :class:`UsageError`, ``bilrp.models.ModelLoadError``, ``bilrp.models.TextTooLongError``, ...) or
@@ -18,6 +21,8 @@ libraries inside ``run``. The modules need not import this one (it sits above th
   global ``--traceback`` flag shows it). Any other exception is a bug and propagates with its traceback.
 - warnings issued with ``warnings.warn`` while a command runs are printed as ``warning: <message>`` lines
   on stderr (e.g. how many tokens a truncation dropped).
+- an argument that is not UTF-8 text (bytes decoded with ``surrogateescape``) is refused as one line
+  ``bilrp: error: ...`` with exit status 2 before anything is parsed.
 - output files appear complete or not at all: check every output path before computing anything and write
   through a temporary file in the same directory (:func:`check_outputs`, :func:`write_atomically`).
 """
@@ -32,8 +37,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._cli_support import fraction, load_model, positive_int
-from ._io import atomic_paths, probe_writable
+from ._catalog import DEFAULT_MODEL, METHOD_NAMES, POOLING_NAMES, SIMILARITY_NAMES, VERSION
+from ._cli_support import OneLineParser, fraction, load_model, positive_int
+from ._io import atomic_paths, check_name, json_text, probe_writable
 
 if TYPE_CHECKING:
     from .explanation import Explanation
@@ -63,28 +69,29 @@ class UsageError(ValueError):
     """Bad command-line input: reported as one ``error:`` line on stderr, exit status 2."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (``prog: error: ...``) with exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 # ---------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    """The ``bilrp`` parser: ``explain`` plus the subcommands of :data:`SUBCOMMAND_MODULES` that exist."""
-    from . import __version__
-    from .explanation import METHODS
-    from .models import DEFAULT_MODEL, POOLINGS, SIMILARITIES
+    """The ``bilrp`` parser: ``explain`` plus the subcommands of :data:`SUBCOMMAND_MODULES` that exist.
 
-    parser = _Parser(
+    Building it imports no model code (the choices come from :mod:`bilrp._catalog`), so ``--help`` is fast.
+    """
+    parser = OneLineParser(
         prog="bilrp",
         description="Explain why a Transformer similarity model finds two texts similar (BiLRP token pairs).",
     )
-    parser.add_argument("--version", action="version", version=f"bilrp {__version__}")
+    parser.add_argument("--version", action="version", version=f"bilrp {VERSION}")
     parser.add_argument("--traceback", action="store_true", help="show the full traceback of a user error")
     subparsers = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
+    _register_explain(subparsers)
+    for name in SUBCOMMAND_MODULES:
+        module = _import_if_present(name)
+        if module is not None:
+            module.register(subparsers)
+    return parser
 
+
+def _register_explain(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``explain`` and its arguments to ``subparsers``."""
     explain = subparsers.add_parser(
         "explain",
         help="explain the similarity of two texts with token-pair relevance",
@@ -108,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
             f"{DEFAULT_MODEL}, shipped offline); set HF_HUB_OFFLINE=0 to allow downloads"
         ),
     )
-    explain.add_argument("--method", choices=list(METHODS), default="bilrp", help="attribution method (default: bilrp)")
-    explain.add_argument("--pooling", choices=list(POOLINGS), help="override the model's pooling")
-    explain.add_argument("--similarity", choices=list(SIMILARITIES), help="override the model's similarity")
+    explain.add_argument("--method", choices=METHOD_NAMES, default="bilrp", help="attribution method (default: bilrp)")
+    explain.add_argument("--pooling", choices=POOLING_NAMES, help="override the model's pooling")
+    explain.add_argument("--similarity", choices=SIMILARITY_NAMES, help="override the model's similarity")
     explain.add_argument("--words", action="store_true", help="sum subtoken relevance into words (total conserved)")
     explain.add_argument(
         "--top", type=positive_int, default=5, metavar="K", help="list the K strongest pairs of each sign (default 5)"
@@ -142,12 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.set_defaults(func=run_explain)
 
-    for name in SUBCOMMAND_MODULES:
-        module = _import_if_present(name)
-        if module is not None:
-            module.register(subparsers)
-    return parser
-
 
 def _import_if_present(name: str):
     """The module ``name``, or ``None`` when it (or its package) does not exist; other import errors propagate."""
@@ -162,8 +163,12 @@ def _import_if_present(name: str):
 # ---------------------------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``bilrp`` command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    problem = _unreadable_argument(argv)
+    if problem:
+        print(f"bilrp: error: {problem} (see bilrp --help)", file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(argv)
     prog = f"bilrp {args.command}"
     with warnings.catch_warnings():
         warnings.simplefilter("default")
@@ -181,6 +186,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
 
 
+def _unreadable_argument(argv: Sequence[object]) -> str | None:
+    """What is wrong with the first argument that is not UTF-8 text, or ``None`` when all are.
+
+    Bytes that are not UTF-8 reach Python as lone surrogates (``surrogateescape``), which no tokenizer,
+    file name or JSON file can take.
+    """
+    for number, argument in enumerate(argv, start=1):
+        if not isinstance(argument, str):
+            return f"argument {number} is {type(argument).__name__}, not text: pass every argument as a str"
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = _shorten(ascii(argument)[1:-1], 40)
+            return f"argument {number} ({shown}) is not valid UTF-8 text: pass texts and file names as UTF-8"
+    return None
+
+
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
     if issubclass(category, UserWarning):
         print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
@@ -188,24 +210,30 @@ def _print_warning(message, category, filename, lineno, file=None, line=None) ->
 
 # ---------------------------------------------------------------------------------------------- outputs
 def check_outputs(paths: Sequence[str | Path]) -> list[Path]:
-    """Check that every output path has a known extension and can be written; raises :class:`UsageError`.
+    """Check that every output path has a known extension, a name short enough for the file system and a
+    writable folder; raises :class:`UsageError`.
 
     Call this before any computation, so that a bad path fails at once and no output is half-written.
     """
     checked: list[Path] = []
     for given in paths:
         path = Path(given).expanduser()
-        known = ", ".join(OUTPUT_FORMATS)
+        shown, known = str(given), ", ".join(OUTPUT_FORMATS)
+        shown = shown if len(shown) <= 80 else f"{shown[:38]}...{shown[-38:]}"
         if path.suffix.lower() not in OUTPUT_FORMATS:
-            raise UsageError(f"cannot write {given}: unknown extension {path.suffix or '(none)'!r}; use {known}")
+            raise UsageError(f"cannot write {shown}: unknown extension {path.suffix or '(none)'!r}; use {known}")
+        try:
+            check_name(path)
+        except OSError as error:
+            raise UsageError(f"cannot write {shown}: {error.strerror}") from None
         if path.is_dir():
-            raise UsageError(f"cannot write {given}: it is a directory; give a file name ending in {known}")
+            raise UsageError(f"cannot write {shown}: it is a directory; give a file name ending in {known}")
         if not path.parent.is_dir():
-            raise UsageError(f"cannot write {given}: directory {str(path.parent)!r} does not exist; create it first")
+            raise UsageError(f"cannot write {shown}: directory {str(path.parent)!r} does not exist; create it first")
         try:
             probe_writable(path.parent)
         except OSError as error:
-            raise UsageError(f"cannot write {given}: {error.strerror or error}; choose a writable directory") from None
+            raise UsageError(f"cannot write {shown}: {error.strerror or error}; choose a writable directory") from None
         if path not in checked:
             checked.append(path)
     return checked
@@ -249,7 +277,7 @@ def _writer(explanation: Explanation, path: Path, args: argparse.Namespace) -> C
         from . import plotting
 
         if kind == "json":
-            temporary.write_text(explanation.to_json() + "\n", "utf-8")
+            temporary.write_text(json_text(explanation.to_dict()), "utf-8")
         elif kind == "html":
             page = plotting.to_html(explanation, k=args.top, threshold=args.threshold, full_page=True)
             temporary.write_text(page, "utf-8")

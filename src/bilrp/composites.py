@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from torch import nn
 from zennit.canonizers import Canonizer
 from zennit.composites import LayerMapComposite
 from zennit.core import Composite, Hook
+from zennit.rules import Pass
 
 from .canonizers import (
     CUSTOM_ARCHITECTURE_DOCS,
+    ActivationCanonizer,
+    ArchitectureCanonizer,
     EvalEagerCanonizer,
     InstanceAttributeCanonizer,
+    ScoreProjectionCanonizer,
     TransformerCanonizer,
     UnsupportedModuleError,
+    merge_canonizers,
 )
+from .linear_canonizer import LinearRuleCanonizer
+from .rule_translation import forward_graph_rule
 from .rules import GradientRule
 
 __all__ = [
@@ -24,10 +30,13 @@ __all__ = [
     "PlainComposite",
     "UnsupportedModuleError",
     "default_canonizers",
+    "resolve_composite",
+    "FORWARD_GRAPH_RULES",
     "CUSTOM_ARCHITECTURE_DOCS",
 ]
 
-_NEEDS_RULE = re.compile(r"attention|attn|norm", re.IGNORECASE)
+FORWARD_GRAPH_RULES = ("Epsilon", "Gamma", "ZPlus", "AlphaBeta", "Pass")
+"""The zennit linear-layer rules bilrp runs in the forward graph (exact and certified)."""
 
 
 def default_canonizers() -> list[Canonizer]:
@@ -53,6 +62,39 @@ class ReverseRemoval:
         self.hook_refs.clear()
 
 
+def _translated(rule: Hook):
+    translated = forward_graph_rule(rule)
+    if translated is None:
+        raise ValueError(
+            f"zennit rule {_rule_name(rule)} has no forward-graph form in bilrp, so its relevance could not be "
+            f"certified: choose one of {', '.join(FORWARD_GRAPH_RULES)} for linear layers"
+        )
+    return translated
+
+
+def _with_linear_rules(
+    canonizers: list[Canonizer], rule: Hook | None, rules_by_name: dict[str, Hook]
+) -> list[Canonizer]:
+    """``canonizers`` with the linear-rule canonizers inserted before the score-projection speed-up.
+
+    They come after every other canonizer (the MultiheadAttention canonizer creates the value projection
+    they must reach), and the speed-up, which detaches the input of query and key projections by wrapping
+    their forward, must wrap the linear rule's forward, not the other way round.
+    """
+    rule_canonizers: list[Canonizer] = []
+    if rule is not None:
+        rule_canonizers.append(LinearRuleCanonizer(_translated(rule)))
+    by_rule: dict[int, tuple[Hook, list[str]]] = {}
+    for name, named_rule in rules_by_name.items():
+        by_rule.setdefault(id(named_rule), (named_rule, []))[1].append(name)
+    for named_rule, names in by_rule.values():
+        rule_canonizers.append(LinearRuleCanonizer(_translated(named_rule), names=names))
+    position = next(
+        (i for i, c in enumerate(canonizers) if isinstance(c, ScoreProjectionCanonizer)), len(canonizers)
+    )
+    return canonizers[:position] + rule_canonizers + canonizers[position:]
+
+
 class TransformerComposite(ReverseRemoval, LayerMapComposite):
     """The paper's rules (AH, LN, GA, LRP-0) for Transformer encoders as a zennit composite.
 
@@ -60,15 +102,24 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
     (``zennit.attribution.Gradient(model, composite)``); the gradient in the context is the LRP
     gradient, so gradient x input is the LRP relevance.
 
+    Every rule is written into the forward graph, so the fast engine, forward-mode autodiff and the
+    conservation certificate all see it. Stacked bilrp canonizers (``[TransformerCanonizer(),
+    BertCanonizer()]``) are merged so that every rule is applied once; other (zennit) canonizers run first.
+
     Parameters
     ----------
     linear_rule
-        A zennit rule (``zennit.rules.Epsilon()``, ``Gamma()``, ...) for every ``nn.Linear``. ``None``
-        (default) is LRP-0, which needs no hook, so forward-mode autodiff sees the rules too.
+        A zennit rule for every ``nn.Linear`` (``zennit.rules.Epsilon(0.1)``, ``Gamma(0.25)``, ``ZPlus()``,
+        ``AlphaBeta(2, 1)``, ``Pass()``), run as its forward-graph equivalent. ``None`` (default) is LRP-0.
+        A rule without a forward-graph form is refused, since its relevance could not be certified.
     canonizers
         Canonizers to apply; defaults to :func:`default_canonizers`.
     strict
-        Refuse models containing attention or normalisation modules that no canonizer handles.
+        Refuse, before anything is registered, modules that a matching canonizer reports it cannot handle.
+    backward_hooks
+        Run ``linear_rule`` as zennit's own backward hook (through :class:`~bilrp.rules.GradientRule`)
+        instead: for zennit attributors and as a reference. bilrp's attributions refuse such a composite,
+        because no certificate can check backward-only rules.
 
     """
 
@@ -77,16 +128,25 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
         linear_rule: Hook | None = None,
         canonizers: list[Canonizer] | None = None,
         strict: bool = True,
+        backward_hooks: bool = False,
+        linear_rules: dict[str, Hook] | None = None,
     ) -> None:
         self.linear_rule = linear_rule
         self.strict = strict
-        layer_map = [] if linear_rule is None else [((nn.Linear,), GradientRule(linear_rule))]
-        super().__init__(layer_map, canonizers=default_canonizers() if canonizers is None else canonizers)
+        canonizers = merge_canonizers(default_canonizers() if canonizers is None else canonizers)
+        layer_map = []
+        if linear_rule is not None and backward_hooks:
+            layer_map = [((nn.Linear,), GradientRule(linear_rule))]
+        elif linear_rule is not None or linear_rules:
+            canonizers = _with_linear_rules(canonizers, linear_rule, linear_rules or {})
+        super().__init__(layer_map, canonizers=canonizers)
 
     @property
-    def forward_mode_compatible(self) -> bool:
+    def certifiable(self) -> bool:
         """True when every rule lives in the forward graph (no backward-only zennit hooks)."""
         return not self.layer_map
+
+    forward_mode_compatible = certifiable
 
     def all_canonizers(self) -> Iterator[Canonizer]:
         """Every canonizer of the composite, those nested in composite canonizers included."""
@@ -101,17 +161,12 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
         return tuple(kind for canonizer in self.all_canonizers() for kind in getattr(canonizer, "handled_types", ()))
 
     def check_supported(self, module: nn.Module) -> None:
-        """Raise :class:`UnsupportedModuleError` naming the first module that would be explained wrongly.
+        """Raise :class:`UnsupportedModuleError` for a module a matching canonizer reports it cannot handle.
 
-        A module is refused when its class name says attention or normalisation but no canonizer handles
-        it (nor one of its sub-modules), or when a canonizer that matches it reports it cannot handle it.
-        Nothing is registered before this check, so a refused model is left untouched.
+        Nothing is registered before this check, so a refused model is left untouched. Modules no
+        canonizer knows are *not* judged here (by name or otherwise): the conservation certificate finds
+        any non-linearity without a rule from what the modules compute, and names the module.
         """
-        handled = self.handled_types()
-        covered: set[str] = set()
-        for name, child in module.named_modules():
-            if isinstance(child, handled):
-                covered.update(_ancestors(name))
         judges = [c for c in self.all_canonizers() if isinstance(c, InstanceAttributeCanonizer)]
         for name, child in module.named_modules():
             for judge in judges:
@@ -121,15 +176,6 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
                         f"cannot explain module {name or '<root>'!r} of class {type(child).__qualname__}: {reason}; "
                         f"write a canonizer for it, see {CUSTOM_ARCHITECTURE_DOCS}"
                     )
-        for name, child in module.named_modules():
-            if not _NEEDS_RULE.search(type(child).__name__) or isinstance(child, handled) or name in covered:
-                continue
-            if any(isinstance(grandchild, handled) for grandchild in child.modules()):
-                continue
-            raise UnsupportedModuleError(
-                f"no LRP rule for module {name or '<root>'!r} of class {type(child).__qualname__}: "
-                f"write a canonizer for it, see {CUSTOM_ARCHITECTURE_DOCS}"
-            )
 
     def register(self, module: nn.Module) -> None:
         """Apply canonizers and hooks; on any error, undo everything before re-raising."""
@@ -142,11 +188,6 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
             raise
 
 
-def _ancestors(name: str) -> list[str]:
-    parts = name.split(".") if name else []
-    return [".".join(parts[:i]) for i in range(len(parts))]
-
-
 class PlainComposite(ReverseRemoval, Composite):
     """No rules: eval mode and the eager attention path only, for plain-gradient methods (H x P, IJ).
 
@@ -155,3 +196,67 @@ class PlainComposite(ReverseRemoval, Composite):
 
     def __init__(self) -> None:
         super().__init__(canonizers=[EvalEagerCanonizer()])
+
+
+def _rule_name(rule: Hook) -> str:
+    return f"{type(rule).__module__.split('.')[0]}.rules.{type(rule).__name__}" if rule is not None else "None"
+
+
+def _bilrp_rule_for(module: nn.Module, composite: TransformerComposite) -> str:
+    """What bilrp does with ``module`` (for messages about a clashing zennit rule)."""
+    for canonizer in composite.all_canonizers():
+        if isinstance(canonizer, InstanceAttributeCanonizer) and canonizer.matches(module):
+            return f"rule of {type(canonizer).__name__}"
+    if isinstance(module, nn.Embedding):
+        return "explanation input (bilrp attributes to the embedding output, after this module)"
+    return "LRP-0 (it treats the module as affine)"
+
+
+def resolve_composite(composite: Composite | None, model: nn.Module) -> TransformerComposite:
+    """The :class:`TransformerComposite` that gives ``composite``'s relevance on ``model`` exactly, or an error.
+
+    bilrp's attributions take any zennit composite: ``TransformerComposite`` as it is; a zennit composite
+    (``EpsilonPlus``, ``EpsilonPlusFlat``, ``MixedComposite``, ...) is translated when every rule it would
+    put on ``model`` has an exact forward-graph form in bilrp -- a linear rule on ``nn.Linear`` modules, or
+    ``Pass`` on an activation bilrp's rule GA covers (the same relevance) -- and its canonizers run before
+    bilrp's. Any other rule is refused, naming the module, the zennit rule and the bilrp rule it clashes with.
+
+    Raises
+    ------
+    ValueError
+        For a rule without an exact forward-graph form, or a composite with backward-only hooks.
+
+    """
+    if composite is None:
+        return TransformerComposite()
+    if isinstance(composite, TransformerComposite):
+        if not composite.certifiable:
+            raise ValueError(
+                "this TransformerComposite runs its linear rule as a zennit backward hook (backward_hooks=True), "
+                "which the conservation certificate cannot check: build it without backward_hooks"
+            )
+        return composite
+    if not isinstance(composite, Composite):
+        raise TypeError(f"composite must be a zennit Composite, got {type(composite).__name__}")
+    canonizers = list(composite.canonizers)
+    if not any(isinstance(c, (ArchitectureCanonizer, InstanceAttributeCanonizer)) for c in canonizers):
+        canonizers += default_canonizers()
+    judge = TransformerComposite(canonizers=canonizers, strict=False)
+    linear_rules: dict[str, Hook] = {}
+    context: dict = {}
+    for name, module in model.named_modules():
+        rule = composite.module_map(context, name, module)
+        if rule is None:
+            continue
+        if isinstance(module, nn.Linear) and forward_graph_rule(rule) is not None:
+            linear_rules[name] = rule
+        elif isinstance(rule, Pass) and isinstance(module, ActivationCanonizer.handled_types):
+            continue
+        else:
+            raise ValueError(
+                f"zennit rule {_rule_name(rule)} on module {name or '<root>'!r} ({type(module).__qualname__}) "
+                f"clashes with bilrp's {_bilrp_rule_for(module, judge)}: bilrp runs only rules with an exact "
+                f"forward-graph form ({', '.join(FORWARD_GRAPH_RULES)} on nn.Linear, Pass on activations); "
+                "remove that rule from the composite"
+            )
+    return TransformerComposite(canonizers=canonizers, linear_rules=linear_rules)

@@ -12,12 +12,14 @@ Three ways compute all ``C[i, :]``:
   batch holding, for every token ``i``, the input with only token ``i`` kept (plus one all-zero input).
   With the constants frozen the network is affine, so ``C[i] = f(x_i) - f(0)``. This propagates
   per-token contributions forward with plain PyTorch operations: the cost is that of a forward pass
-  over ``seq`` sequences, the floor for this quantity. A self-check verifies
-  ``sum_i C[i] + f(0) == phi`` (it fails if some non-linearity has no rule).
-- ``"forward"``: one forward-mode JVP per token, batched with ``torch.func.vmap`` (any function; used for
-  plain-gradient methods).
-- ``"reverse"``: one VJP per embedding dimension, batched with ``is_grads_batched`` (backward-only zennit
-  rules, or more tokens than dimensions).
+  over ``seq`` sequences, the floor for this quantity.
+- ``"forward"``: one forward-mode JVP per token, batched with ``torch.func.vmap`` (any function).
+- ``"reverse"``: one VJP per embedding dimension, batched with ``is_grads_batched`` (more tokens than
+  dimensions).
+
+Under LRP rules every mode ends with the conservation certificate (:mod:`bilrp.certificate`):
+``sum_i C[i] + f(0) == phi`` and ``f(-2x) - f(0) == -2 (phi - f(0))`` with the recorded constants
+replayed. It fails, naming the module at fault, when some non-linearity has no rule.
 
 BiLRP is then a matrix product: ``R = C_a @ C_b.T`` (divided by ``|phi_a| |phi_b|`` for cosine).
 """
@@ -28,19 +30,35 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
+from torch import nn
 
+from .certificate import (
+    PROBE_SCALE,
+    AffinityProbe,
+    CertificateError,
+    NonlinearityError,
+    ProbeLayout,
+    certificate_error,
+    refuse,
+    tolerance,
+)
 from .constants import ConstantTape, recording, replaying
+from .models.similarity_model import NORM_FLOOR
 
-__all__ = ["token_contributions", "pair_relevance", "default_chunk_size", "Mode", "NonlinearityError"]
+__all__ = [
+    "token_contributions",
+    "pair_relevance",
+    "default_chunk_size",
+    "Mode",
+    "MODES",
+    "CertificateError",
+    "NonlinearityError",
+    "NORM_FLOOR",
+    "check_mode",
+]
 
 Mode = Literal["auto", "replay", "forward", "reverse"]
-_SELF_CHECK_TOLERANCE = 1e-3
-
-
-class NonlinearityError(RuntimeError):
-    """The network is not affine under the frozen rule constants (a non-linearity without a rule)."""
-
-
+MODES = ("auto", "replay", "forward", "reverse")
 RepresentFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _MEMORY_BUDGET = 2 * 1024**3
 
@@ -59,8 +77,9 @@ def token_contributions(
     chunk_size: int | None = None,
     baseline: torch.Tensor | None = None,
     steps: int = 1,
-    forward_mode_allowed: bool = True,
-    affine_under_rules: bool = False,
+    rules: bool = False,
+    certify: bool = True,
+    model: nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Contribution of every token to every dimension of the representation.
 
@@ -75,8 +94,9 @@ def token_contributions(
         ``(batch, seq)``, 1 for real tokens; padded tokens get exactly zero contributions.
     mode
         ``"replay"`` (frozen rule constants, one batched forward pass), ``"forward"`` (one JVP per token),
-        ``"reverse"`` (one VJP per embedding dimension) or ``"auto"``: replay when ``affine_under_rules``,
-        else forward when allowed, each while tokens do not outnumber (twice) the dimensions; else reverse.
+        ``"reverse"`` (one VJP per embedding dimension) or ``"auto"``: replay under rules while tokens do
+        not outnumber twice the dimensions, forward without rules while they do not outnumber them, else
+        reverse.
     chunk_size
         Tangents or cotangents per batched pass (bounds memory); default from a 2 GiB budget.
     baseline
@@ -84,11 +104,14 @@ def token_contributions(
     steps
         Number of points on the straight path from ``baseline`` to ``embeddings`` at which the Jacobian is
         averaged (midpoint rule); 1 evaluates at ``embeddings`` itself (the LRP / gradient x input case).
-    forward_mode_allowed
-        False when the rules live in backward hooks only (forward mode would not see them).
-    affine_under_rules
-        True when ``represent`` runs under rules written with :func:`bilrp.constants.constant` and nothing
-        else is non-linear (BiLRP with an LRP-0 :class:`~bilrp.TransformerComposite`): enables replay.
+    rules
+        True when ``represent`` runs under LRP rules written with :func:`bilrp.constants.constant` (BiLRP):
+        the network is then affine under the frozen constants, which enables replay and the certificate.
+    certify
+        With ``rules``: run the conservation certificate (:mod:`bilrp.certificate`) in every mode and raise
+        :class:`~bilrp.certificate.CertificateError` when it fails. Switch it off only to measure it.
+    model
+        The module tree ``represent`` runs (hooked to name the culprit when the certificate fails).
 
     Returns
     -------
@@ -100,45 +123,75 @@ def token_contributions(
     mask = mask.to(x.device)
     reference = torch.zeros_like(x) if baseline is None else baseline.detach().to(x)
     directions = (x - reference) * mask[..., None].to(x.dtype)
+    if rules and (steps != 1 or baseline is not None):
+        raise ValueError("LRP rules are evaluated at the input itself: steps must be 1 and baseline None")
 
     def represent_masked(e: torch.Tensor) -> torch.Tensor:
         return represent(e, mask)
 
-    if mode in ("auto", "replay") and affine_under_rules and steps == 1 and baseline is None:
-        with torch.no_grad(), recording() as tape:  # the plain forward pass also records the rule constants
-            phi = represent_masked(x)
-    else:
-        with torch.no_grad():
-            phi, tape = represent_masked(x), None
-    mode = _choose_mode(mode, x.shape[1], phi.shape[-1], forward_mode_allowed, affine_under_rules)
+    with torch.no_grad(), recording() as tape:  # the plain forward pass also records the rule constants
+        phi = represent_masked(x)
+    mode = _choose_mode(mode, x.shape[1], phi.shape[-1], rules)
+    certify = rules and certify
+
+    def check(contributions_sum: torch.Tensor, zero: torch.Tensor, probe: torch.Tensor) -> None:
+        error = certificate_error(contributions_sum, zero, phi, probe)
+        if error > tolerance(x.dtype):
+            culprit = None
+            if model is not None:
+                culprit = _locate_nonaffine_module(represent, model, mask, directions, chunk_size)
+            raise refuse(error, x.dtype, culprit)
+
     if mode == "replay":
-        if tape is None:
-            raise ValueError("replay mode evaluates at the input only: use mode='forward' for path integrals")
-        return _replay_contributions(represent, tape, phi, mask, directions, chunk_size), phi
-    total = torch.zeros(x.shape[0], x.shape[1], phi.shape[-1], dtype=phi.dtype, device=x.device)
+        contributions, zero, probe = _replay_contributions(represent, tape, mask, directions, chunk_size, certify)
+        if certify:
+            check(contributions.sum(1), zero, probe)
+        return contributions, phi
+    if certify:  # homogeneity first: a non-affine network is refused before the costly per-token passes
+        zero, probe = _replay_references(represent, tape, mask, directions)
+        check(phi - zero, zero, probe)
+    contributions = torch.zeros(x.shape[0], x.shape[1], phi.shape[-1], dtype=phi.dtype, device=x.device)
     alphas = [1.0] if steps == 1 else [(k + 0.5) / steps for k in range(steps)]
     for alpha in alphas:
         point = reference + alpha * (x - reference)
-        if mode == "forward":
-            total += _forward_contributions(represent_masked, point, directions, chunk_size)
-        else:
-            total += _reverse_contributions(represent_masked, point, directions, chunk_size)
-    return total / len(alphas), phi
+        pass_ = _forward_contributions if mode == "forward" else _reverse_contributions
+        contributions += pass_(represent_masked, point, directions, chunk_size)
+    contributions /= len(alphas)
+    if certify:
+        check(contributions.sum(1), zero, probe)
+    return contributions, phi
 
 
-def _choose_mode(mode: Mode, length: int, dim: int, forward_mode_allowed: bool, affine: bool) -> str:
+def _locate_nonaffine_module(represent, model, mask, directions, chunk_size):
+    """Run the certificate's probes with a hook on every module; the first module whose output fails them."""
+    probe = AffinityProbe(model)
+    with torch.no_grad():
+        with recording() as tape, probe.recording():
+            represent(directions, mask)
+        for inputs, layout in _replay_batches(directions, chunk_size, with_probe=True):
+            with replaying(tape, layout.repeats), probe.replaying(layout):
+                represent(inputs, mask.repeat(layout.repeats, 1))
+    return probe.first_failure(tolerance(directions.dtype))
+
+
+def check_mode(mode: str) -> Mode:
+    """``mode`` if it is one of :data:`MODES`, else a one-line ``ValueError``."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(map(repr, MODES))}")
+    return mode
+
+
+def _choose_mode(mode: Mode, length: int, dim: int, rules: bool) -> str:
+    check_mode(mode)
     if mode == "auto":
-        if affine and length <= 2 * dim:
+        if rules and length <= 2 * dim:
             return "replay"
-        return "forward" if forward_mode_allowed and length <= dim else "reverse"
-    if mode == "replay" and not affine:
-        raise ValueError("replay mode needs a network that is affine under the rules (BiLRP with LRP-0 linear layers)")
-    if mode == "forward" and not forward_mode_allowed:
+        return "forward" if length <= dim else "reverse"
+    if mode == "replay" and not rules:
         raise ValueError(
-            "forward mode cannot see backward-only zennit rules: use mode='reverse' or a composite without linear_rule"
+            "mode='replay' replays LRP rule constants and is for BiLRP only; plain-gradient methods use "
+            "mode='forward' or 'reverse'"
         )
-    if mode not in ("replay", "forward", "reverse"):
-        raise ValueError(f"unknown mode {mode!r}: choose 'auto', 'replay', 'forward' or 'reverse'")
     return mode
 
 
@@ -148,36 +201,55 @@ def _token_tangents(directions: torch.Tensor, positions: torch.Tensor) -> torch.
     return select.to(directions.dtype)[:, None, :, None] * directions[None]
 
 
+def _replay_batches(directions: torch.Tensor, chunk_size: int | None, with_probe: bool):
+    """Replay inputs ``(repeats * batch, seq, width)`` and their layout, chunk by chunk.
+
+    Every chunk starts with the all-zero input; the first also ends with the probe ``PROBE_SCALE * x``.
+    """
+    batch, length, width = directions.shape
+    chunk_size = chunk_size or default_chunk_size(batch, length, width, directions.element_size())
+    for start in range(0, length, chunk_size):
+        positions = torch.arange(start, min(start + chunk_size, length), device=directions.device)
+        pieces = [torch.zeros_like(directions)[None], _token_tangents(directions, positions)]
+        probe = with_probe and start == 0
+        if probe:
+            pieces.append(PROBE_SCALE * directions[None])
+        inputs = torch.cat(pieces)
+        repeats = inputs.shape[0]
+        layout = ProbeLayout(repeats, 1, 1 + len(positions), repeats - 1 if probe else None)
+        yield inputs.reshape(repeats * batch, length, width), layout
+
+
 def _replay_contributions(
     represent: RepresentFn,
     tape: ConstantTape,
-    phi: torch.Tensor,
     mask: torch.Tensor,
     directions: torch.Tensor,
     chunk_size: int | None,
-) -> torch.Tensor:
-    x = directions
-    batch, length, width = x.shape
-    chunk_size = chunk_size or default_chunk_size(batch, length, width, x.element_size())
+    with_probe: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Token contributions ``f(x_i) - f(0)``, ``f(0)`` and (``with_probe``) ``f(PROBE_SCALE x)``."""
+    batch = directions.shape[0]
+    pieces, zero, probe = [], None, None
     with torch.no_grad():
-        pieces, offset = [], None
-        for start in range(0, length, chunk_size):
-            positions = torch.arange(start, min(start + chunk_size, length), device=x.device)
-            inputs = torch.cat([torch.zeros_like(x)[None], _token_tangents(directions, positions)])
-            repeats = inputs.shape[0]
-            with replaying(tape, repeats):
-                out = represent(inputs.reshape(repeats * batch, length, width), mask.repeat(repeats, 1))
-            out = out.reshape(repeats, batch, -1)
-            offset = out[0]
-            pieces.append(out[1:] - offset)
-    contributions = torch.cat(pieces).permute(1, 0, 2)
-    error = float((contributions.sum(1) + offset - phi).abs().max() / phi.abs().max().clamp_min(1e-12))
-    if error > _SELF_CHECK_TOLERANCE:
-        raise NonlinearityError(
-            f"the network is not affine under the frozen rule constants (self-check error {error:.2e}): some "
-            "non-linear module has no LRP rule; add a canonizer for it or use mode='forward'"
-        )
-    return contributions
+        for inputs, layout in _replay_batches(directions, chunk_size, with_probe):
+            with replaying(tape, layout.repeats):
+                out = represent(inputs, mask.repeat(layout.repeats, 1)).reshape(layout.repeats, batch, -1)
+            zero = out[0]
+            pieces.append(out[layout.token_start : layout.token_stop] - zero)
+            if layout.probe is not None:
+                probe = out[layout.probe]
+    return torch.cat(pieces).permute(1, 0, 2), zero, probe
+
+
+def _replay_references(
+    represent: RepresentFn, tape: ConstantTape, mask: torch.Tensor, directions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``f(0)`` and ``f(PROBE_SCALE x)`` of the network with the recorded constants frozen."""
+    inputs = torch.cat([torch.zeros_like(directions), PROBE_SCALE * directions])
+    with torch.no_grad(), replaying(tape, 2):
+        out = represent(inputs, mask.repeat(2, 1)).reshape(2, directions.shape[0], -1)
+    return out[0], out[1]
 
 
 def _forward_contributions(
@@ -232,7 +304,7 @@ def pair_relevance(
     if similarity == "cosine":
         if phi_a is None or phi_b is None:
             raise ValueError("cosine relevance needs phi_a and phi_b for the norms")
-        norms = (phi_a.norm(dim=-1) * phi_b.norm(dim=-1)).clamp_min(1e-12)
+        norms = (phi_a.norm(dim=-1) * phi_b.norm(dim=-1)).clamp_min(NORM_FLOOR)
         relevance = relevance / norms[:, None, None]
     elif similarity != "dot":
         raise ValueError(f"unknown similarity {similarity!r}: choose 'dot' or 'cosine'")

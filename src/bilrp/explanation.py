@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ._io import json_text, write_text
+from ._validation import optional_positive_int, positive_int
 from .attr import (
     BiLRP,
     EmbeddingInteraction,
@@ -20,7 +21,8 @@ from .attr import (
     PairAttribution,
     RandomInteraction,
 )
-from .models import SimilarityModel
+from .explaining import explaining
+from .models import SimilarityModel, as_similarity_model
 
 __all__ = ["Explanation", "explain", "explain_batch", "METHODS", "make_attribution", "TokenPair"]
 
@@ -118,10 +120,13 @@ class Explanation:
         }
 
     def to_json(self, path: str | Path | None = None, indent: int | None = 2) -> str:
-        """The JSON text of :meth:`to_dict`; also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=indent)
+        """The JSON text of :meth:`to_dict` (NaN written as ``null``); also written to ``path`` when given.
+
+        The file is written atomically (complete or not at all) and an existing file keeps its mode.
+        """
+        text = json_text(self.to_dict(), indent=indent)
         if path is not None:
-            Path(path).write_text(text)
+            write_text(path, text)
         return text
 
     @classmethod
@@ -191,13 +196,14 @@ def _group(
 
 def make_attribution(model: SimilarityModel, method: str = "bilrp", **options: Any) -> PairAttribution:
     """The attribution object for a method name (``bilrp``, ``hxp``, ``embedding``, ``random``, ``ij``)."""
+    model = as_similarity_model(model)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     return METHODS[method](model, **options)
 
 
 def explain(
-    model: SimilarityModel,
+    model: SimilarityModel | Any,
     text_a: str,
     text_b: str,
     method: str = "bilrp",
@@ -209,7 +215,8 @@ def explain(
     Parameters
     ----------
     model
-        The similarity model.
+        The similarity model: a :class:`~bilrp.SimilarityModel`, a ``sentence_transformers.SentenceTransformer``
+        or a model name or folder (see :func:`bilrp.models.as_similarity_model`).
     text_a, text_b
         The two texts.
     method
@@ -230,7 +237,7 @@ def explain(
 
 
 def explain_batch(
-    model: SimilarityModel,
+    model: SimilarityModel | Any,
     pairs: Sequence[tuple[str, str]],
     method: str = "bilrp",
     batch_size: int = 32,
@@ -247,7 +254,7 @@ def explain_batch(
     Parameters
     ----------
     model
-        The similarity model.
+        The similarity model, as for :func:`explain`.
     pairs
         ``(text_a, text_b)`` tuples.
     method
@@ -264,20 +271,41 @@ def explain_batch(
         Passed to the attribution class.
 
     """
-    pairs = [(a, b) for a, b in pairs]
+    model = as_similarity_model(model)
+    positive_int("batch_size", batch_size)
+    optional_positive_int("internal_batch_size", internal_batch_size)
+    pairs = _checked_pairs(pairs)
     attribution = make_attribution(model, method, **options)
-    texts = list(dict.fromkeys(t for pair in pairs for t in pair))
-    encoded = _encode_texts(model, texts, batch_size, truncate)
-    if isinstance(attribution, InteractionAttribution):
-        return _explain_factorised(
-            model, attribution, pairs, encoded, batch_size, internal_batch_size, progress, method
-        )
+    with explaining(model):  # eval mode (embedding dropout off), exclusive, float32: for every step
+        texts = list(dict.fromkeys(t for pair in pairs for t in pair))
+        encoded = _encode_texts(model, texts, batch_size, truncate)
+        if isinstance(attribution, InteractionAttribution):
+            return _explain_factorised(
+                model, attribution, pairs, encoded, batch_size, internal_batch_size, progress, method
+            )
+        return _explain_pairwise(model, attribution, pairs, encoded, internal_batch_size, progress, method)
+
+
+def _checked_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``pairs`` as a list of two-text tuples, or a one-line ``ValueError`` naming the first bad entry."""
+    checked = []
+    for index, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(isinstance(t, str) for t in pair):
+            raise ValueError(f"pair {index} is {pair!r}: every pair must be two texts (text_a, text_b)")
+        checked.append((pair[0], pair[1]))
+    return checked
+
+
+def _explain_pairwise(model, attribution, pairs, encoded, internal_batch_size, progress, method):
     results = []
     for text_a, text_b in tqdm(pairs, desc=f"explaining ({method})", disable=not progress, unit="pair"):
         a, b = encoded[text_a], encoded[text_b]
         relevance, delta = attribution.attribute(
             (a["embeddings"][None], b["embeddings"][None]),
-            (a["embeddings"].new_ones(1, a["length"]).long(), b["embeddings"].new_ones(1, b["length"]).long()),
+            additional_forward_args=(
+                a["embeddings"].new_ones(1, a["length"]).long(),
+                b["embeddings"].new_ones(1, b["length"]).long(),
+            ),
             internal_batch_size=internal_batch_size,
             return_convergence_delta=True,
         )

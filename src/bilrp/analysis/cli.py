@@ -12,18 +12,17 @@ import re
 import sys
 from pathlib import Path
 
+from .._catalog import DEFAULT_MODEL, METHOD_NAMES, POOLING_NAMES, SIMILARITY_NAMES
 from .._cli_support import number_parser, positive_int
+from .._validation import fraction_rule
 
 __all__ = ["register"]
 
-
-_half_fraction = number_parser(float, lambda value: 0.0 < value <= 0.5, "a fraction in (0, 0.5]")
+_QUANTILE_FRACTION = fraction_rule(0.0, 0.5, "right")
+"""The share of pairs in each quantile group (also checked by :func:`bilrp.analysis.quantiles.compare_models`)."""
 
 
 def _add_common(parser: argparse.ArgumentParser, several_models: bool) -> None:
-    from ..explanation import METHODS
-    from ..models import DEFAULT_MODEL, POOLINGS, SIMILARITIES
-
     many = "+" if several_models else None
     parser.add_argument(
         "--model",
@@ -34,11 +33,11 @@ def _add_common(parser: argparse.ArgumentParser, several_models: bool) -> None:
     parser.add_argument(
         "--pooling",
         nargs=many,
-        choices=POOLINGS,
+        choices=POOLING_NAMES,
         help="pooling override" + (" (each model runs with each pooling)" if several_models else ""),
     )
-    parser.add_argument("--similarity", choices=SIMILARITIES, help="similarity override")
-    parser.add_argument("--method", default="bilrp", choices=list(METHODS), help="explanation method (bilrp)")
+    parser.add_argument("--similarity", choices=SIMILARITY_NAMES, help="similarity override")
+    parser.add_argument("--method", default="bilrp", choices=METHOD_NAMES, help="explanation method (bilrp)")
     parser.add_argument("--split", default="test", help="dataset split (test)")
     parser.add_argument("--limit", type=positive_int, help="take the first N pairs only")
     parser.add_argument("--out", type=Path, required=True, help="output folder for figures, tables and JSON")
@@ -76,7 +75,9 @@ def register(subparsers) -> None:
 
     quantiles = kinds.add_parser("quantiles", help="model differences: errors and top interactions")
     quantiles.add_argument("--dataset", default="stsb", help="dataset with gold scores (stsb)")
-    quantiles.add_argument("--fraction", type=_half_fraction, default=0.25, help="share of pairs per group (0.25)")
+    quantiles.add_argument(
+        "--fraction", type=number_parser(_QUANTILE_FRACTION), default=0.25, help="share of pairs per group (0.25)"
+    )
     quantiles.add_argument("--k", type=positive_int, default=5, help="interactions per group and sign (5)")
     quantiles.add_argument("--levels", type=positive_int, help="gold-similarity levels (one per scale unit)")
     _add_common(quantiles, several_models=True)

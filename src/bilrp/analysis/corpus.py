@@ -11,7 +11,7 @@ with ``limit=100`` is continued by a run over the whole dataset.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,18 +19,31 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .. import datasets
-from .._io import write_json, write_text
+from .._io import json_text, write_json, write_text
+from .._validation import optional_positive_int, positive_int
 from ..explanation import Explanation, explain_batch
 from ..models import SimilarityModel
 from .specs import slug
 
-__all__ = ["CorpusRecord", "CorpusMismatchError", "run_corpus", "load_corpus", "run_dataset", "run_directory"]
+__all__ = [
+    "CorpusRecord",
+    "CorpusMismatchError",
+    "DamagedRunError",
+    "run_corpus",
+    "load_corpus",
+    "run_dataset",
+    "run_directory",
+]
 
 _FORMAT = 1
 
 
 class CorpusMismatchError(ValueError):
     """A run folder that holds explanations of another model, method or set of pairs."""
+
+
+class DamagedRunError(ValueError):
+    """A file of a run folder that cannot be read (cut short, edited or corrupted); deleting it recomputes it."""
 
 
 @dataclass
@@ -95,7 +108,8 @@ def _check_meta(directory: Path, meta: dict[str, Any]) -> None:
     if not file.exists():
         write_json(file, meta)
         return
-    stored = json.loads(file.read_text(encoding="utf-8"))
+    advice = f"delete the folder {directory} to start this run afresh"
+    (stored,) = _read_records(file, dict, advice, whole=True)
     for key, value in meta.items():
         if stored.get(key) != value:
             raise CorpusMismatchError(
@@ -106,12 +120,40 @@ def _check_meta(directory: Path, meta: dict[str, Any]) -> None:
 def load_corpus(directory: str | Path) -> list[CorpusRecord]:
     """All records of a run folder, ordered by index (complete shards only)."""
     directory = Path(directory)
-    records = []
-    for shard in sorted(directory.glob("shard-*.jsonl")):
-        for line in shard.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                records.append(CorpusRecord.from_dict(json.loads(line)))
+    records = [
+        record
+        for shard in sorted(directory.glob("shard-*.jsonl"))
+        for record in _read_records(shard, CorpusRecord.from_dict, "delete the file to recompute its pairs")
+    ]
     records.sort(key=lambda r: r.index)
+    return records
+
+
+def _read_records(file: Path, build: Callable[[Any], Any], advice: str, whole: bool = False) -> list[Any]:
+    """``build(data)`` of each JSON line of ``file`` (or of the whole file when ``whole``).
+
+    Raises :class:`DamagedRunError` naming the file, the line and the problem, followed by ``advice``.
+    """
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DamagedRunError(f"cannot read run file {file}: {' '.join(str(error).split())}; {advice}") from None
+    records = []
+    for number, line in enumerate([text] if whole else text.splitlines(), start=1):
+        if not (whole or line.strip()):
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as error:
+            where = f"line {error.lineno if whole else number}, column {error.colno}"
+            raise DamagedRunError(f"damaged run file {file}: {where}: {error.msg}; {advice}") from None
+        try:
+            records.append(build(data))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            problem = f"{type(error).__name__} {' '.join(str(error).split())}".strip()
+            raise DamagedRunError(
+                f"damaged run file {file}: line {number}: not a record ({problem}); {advice}"
+            ) from None
     return records
 
 
@@ -158,8 +200,8 @@ def run_corpus(
         When the folder holds another model's or method's run, or other pairs at the same positions.
 
     """
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, not {shard_size}")
+    positive_int("shard_size", shard_size)
+    positive_int("batch_size", batch_size)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     _check_meta(directory, _meta(model, method, options))
@@ -177,7 +219,7 @@ def run_corpus(
                 model, [triples[i][:2] for i in chunk], method=method, batch_size=batch_size, progress=False, **options
             )
             records = [CorpusRecord(i, triples[i][2], e) for i, e in zip(chunk, explanations, strict=True)]
-            lines = "".join(json.dumps(r.to_dict()) + "\n" for r in records)
+            lines = "".join(json_text(r.to_dict(), indent=None) for r in records)
             write_text(directory / f"shard-{chunk[0]:06d}-{chunk[-1]:06d}.jsonl", lines)
             done.update((r.index, r) for r in records)
             bar.update(len(chunk))
@@ -220,8 +262,7 @@ def run_dataset(
         Passed to :func:`run_corpus`.
 
     """
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be at least 1, not {limit}")
+    optional_positive_int("limit", limit)
     pairs = datasets.load(dataset, split=split, data_dir=data_dir)[:limit]
     directory = run_directory(runs_dir, dataset, split, model, method)
     return run_corpus(model, pairs, directory, method=method, **kwargs)

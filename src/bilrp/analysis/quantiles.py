@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import markdown_table, save_figure, write_csv, write_json, write_markdown
+from .._validation import fraction as fraction_check
 from .corpus import CorpusRecord
 from .metrics import LevelError, error_by_level, spearman
 
@@ -53,8 +54,7 @@ def quantile_groups(records: Sequence[CorpusRecord], fraction: float = 0.25) -> 
 
     Each group holds ``max(1, round(fraction * len(records)))`` pairs; ties keep corpus order.
     """
-    if not 0 < fraction <= 0.5:
-        raise ValueError(f"fraction must be in (0, 0.5], not {fraction}")
+    fraction = fraction_check("fraction", fraction, 0.0, 0.5, "right")  # the CLI's --fraction rule
     if not records:
         raise ValueError("no records to split into quantiles")
     size = max(1, round(fraction * len(records)))

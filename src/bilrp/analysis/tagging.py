@@ -12,6 +12,8 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 
 __all__ = [
     "TaggedSpan",
@@ -19,6 +21,7 @@ __all__ = [
     "SpacyTagger",
     "HanTaTagger",
     "TaggerUnavailableError",
+    "hanta_model_file",
     "load_tagger",
     "stts_to_upos",
     "UPOS_TAGS",
@@ -189,7 +192,8 @@ class HanTaTagger(Tagger):
                 "German POS tags need the Hanover Tagger: pip install hanta (no German spaCy model is on PyPI)"
             ) from error
         self.tokenizer = spacy.blank("de").tokenizer
-        self.tagger = HanoverTagger.HanoverTagger("morphmodel_ger.pgz")
+        self.model_file = hanta_model_file(HanoverTagger)
+        self.tagger = HanoverTagger.HanoverTagger(str(self.model_file))
 
     def _tag_batch(self, texts: Sequence[str]) -> list[list[TaggedSpan]]:
         results = []
@@ -202,6 +206,20 @@ class HanTaTagger(Tagger):
             ]
             results.append(spans)
         return results
+
+
+def hanta_model_file(hanover_tagger: ModuleType, name: str = "morphmodel_ger.pgz") -> Path:
+    """The absolute path of a HanTa model inside the installed ``HanTa`` package.
+
+    HanTa unpickles the file it is given and looks for a bare name in the working directory first, so a file
+    of that name planted there would run code: the tagger is only ever given this absolute path.
+    """
+    file = Path(hanover_tagger.__file__).resolve().with_name(name)
+    if not file.is_file():
+        raise TaggerUnavailableError(
+            f"the HanTa package lacks its model {str(file)!r}: reinstall it (pip install hanta)"
+        )
+    return file
 
 
 @functools.cache

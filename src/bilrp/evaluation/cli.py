@@ -2,7 +2,9 @@
 
 :func:`register` adds the subcommand to the main CLI's subparsers; every command writes its results (markdown,
 CSV/JSON, figures) to ``--out`` and returns an exit status. Bad arguments raise :class:`EvaluationError`
-(a ``ValueError``) with a one-line message. ``python -m bilrp.evaluation.cli ...`` runs the subcommand alone.
+(a ``ValueError``) with a one-line message; every numeric argument is checked when it is parsed, with the
+rules the Python API applies (:mod:`bilrp._validation`). Registering imports no torch (``--help`` is fast).
+``python -m bilrp.evaluation.cli ...`` runs the subcommand alone.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from .errors import check_choices, check_fraction, check_positive
+from .._catalog import METHOD_NAMES
+from .._cli_support import OneLineParser, number_parser, positive_int, positive_number, seed
+from .._validation import NON_NEGATIVE_INT
+from .errors import FRACTION, check_choices
 
 __all__ = ["register", "main", "build_parser"]
 
 _DEFAULT_OUT = Path("results")
+_fraction = number_parser(FRACTION)
+_non_negative_int = number_parser(NON_NEGATIVE_INT)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,11 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--methods",
         nargs="+",
         default=["random", "embedding", "hxp", "bilrp", "ij"],
+        metavar="METHOD",
         help="methods to compare (random embedding hxp bilrp ij); BiLRP is tested against the others",
     )
-    perturbation.add_argument("--step", type=float, default=0.04, help="fraction of tokens put back per step")
+    perturbation.add_argument(
+        "--step", type=_fraction, default=0.04, help="fraction of tokens put back per step, in (0, 1] (0.04)"
+    )
     perturbation.add_argument("--filler", help="filler token (default: the tokenizer's mask token)")
-    perturbation.add_argument("--ij-steps", type=int, default=20, help="path points of Integrated Jacobians")
+    perturbation.add_argument("--ij-steps", type=positive_int, default=20, help="path points of Integrated Jacobians")
     perturbation.set_defaults(func=_run_perturbation)
 
     conservation = commands.add_parser("conservation", help="summed relevance against the score (appendix C)")
@@ -57,10 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ground-truth", help="noun-matching task: fine-tune with QKV pooling, then ACS of explanations"
     )
     _common(ground_truth, dataset="stsb", split="dev")
-    ground_truth.add_argument("--epochs", type=int, default=3, help="training epochs")
-    ground_truth.add_argument("--learning-rate", type=float, default=1e-4, help="AdamW learning rate")
-    ground_truth.add_argument("--trainable-layers", type=int, default=2, help="top Transformer layers trained")
-    ground_truth.add_argument("--holdout", type=float, default=0.2, help="share of the pairs held out")
+    ground_truth.add_argument("--epochs", type=positive_int, default=3, help="training epochs (3)")
+    ground_truth.add_argument("--learning-rate", type=positive_number, default=1e-4, help="AdamW learning rate")
+    ground_truth.add_argument(
+        "--trainable-layers", type=_non_negative_int, default=2, help="top Transformer layers trained (2)"
+    )
+    ground_truth.add_argument("--holdout", type=_fraction, default=0.2, help="share of the pairs held out (0.2)")
     ground_truth.add_argument("--spacy", default="en", help="spaCy language or pipeline for the noun tags")
     ground_truth.set_defaults(func=_run_ground_truth)
 
@@ -70,15 +79,18 @@ def _common(parser: argparse.ArgumentParser, dataset: str, split: str = "test") 
     parser.add_argument("--split", default=split, help=f"dataset split ({split})")
     parser.add_argument("--data-dir", help="dataset folder (default: $BILRP_DATA_DIR)")
     parser.add_argument("--model", default=None, help="model name or folder (default: all-MiniLM-L6-v2)")
-    parser.add_argument("--limit", type=int, help="use only the first N pairs")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--batch-size", type=int, default=32, help="texts per batch (default 32)")
+    parser.add_argument("--limit", type=positive_int, help="use only the first N pairs")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="texts per batch (default 32)")
     parser.add_argument("--out", type=Path, help="output folder (default: results/<evaluation>/<dataset>)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _prepare(args: argparse.Namespace, name: str):
     """Seed everything, load the pairs, and pick the output folder."""
+    import numpy as np
+    import torch
+
     from .data import select_pairs
     from .report import check_out_dir
 
@@ -115,11 +127,9 @@ def _run_sts(args: argparse.Namespace) -> int:
 
 
 def _run_perturbation(args: argparse.Namespace) -> int:
-    from .perturbation import METHOD_LABELS, evaluate_perturbation
+    from .perturbation import evaluate_perturbation
 
-    check_choices("methods", args.methods, METHOD_LABELS)  # fail before loading the model
-    check_fraction("step", args.step)
-    check_positive("--ij-steps", args.ij_steps)
+    check_choices("methods", args.methods, METHOD_NAMES)  # fail before loading the model
     pairs, out, config = _prepare(args, "perturbation")
     options = {"ij": {"n_steps": args.ij_steps}} if "ij" in args.methods else None
     result = evaluate_perturbation(
@@ -167,14 +177,17 @@ def _run_ground_truth(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """A stand-alone parser holding only ``evaluate`` (for ``python -m bilrp.evaluation.cli``)."""
-    parser = argparse.ArgumentParser(prog="bilrp", description="bilrp evaluations")
+    parser = OneLineParser(prog="bilrp", description="bilrp evaluations")
     register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``bilrp evaluate ...`` without the main CLI; bad arguments print one line and return 2."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a bad argument (2, one line printed)
+        return int(exit_.code or 0)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -20,6 +20,7 @@ from ..datasets import SimilarityPair
 from ..explanation import explain_batch
 from ..models import SimilarityModel
 from .data import as_pairs
+from .errors import check_positive
 
 __all__ = ["ConservationResult", "evaluate_conservation", "zero_biases", "VARIANTS"]
 
@@ -143,6 +144,7 @@ def evaluate_conservation(
 
     """
     pairs = as_pairs(pairs)
+    check_positive("batch_size", batch_size)
     text_pairs = [(pair.text_a, pair.text_b) for pair in pairs]
     runs = {"hxp": (model, "hxp"), "bilrp": (model, "bilrp"), "bilrp_zero_bias": (zero_biases(model), "bilrp")}
     scores, sums = {}, {}

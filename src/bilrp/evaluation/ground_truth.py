@@ -30,7 +30,14 @@ from ..explanation import explain_batch
 from ..models import DEFAULT_MODEL, SimilarityModel
 from ..nlp import load_spacy
 from .data import as_pairs
-from .errors import EvaluationError, check_choices, check_fraction, check_positive
+from .errors import (
+    EvaluationError,
+    check_choices,
+    check_fraction,
+    check_non_negative,
+    check_positive,
+    check_positive_number,
+)
 from .significance import PairedTest, compare_to_reference, format_p
 from .sts import model_scores
 
@@ -176,8 +183,8 @@ def finetune(
     """
     check_positive("epochs", epochs)
     check_positive("batch_size", batch_size)
-    if trainable_layers < 0:
-        raise EvaluationError(f"trainable_layers must be 0 or more, got {trainable_layers}")
+    check_non_negative("trainable_layers", trainable_layers)
+    check_positive_number("learning_rate", learning_rate)
     model.requires_grad_(False)
     model.pooling.requires_grad_(True)
     if trainable_layers:

@@ -1,14 +1,11 @@
 """Similarity models: encoder + pooling + similarity."""
 
+from .._catalog import DEFAULT_MODEL
+from .coerce import as_similarity_model
+from .errors import ModelLoadError
+from .loading import resolve_model_path
 from .pooling import POOLINGS, CLSPooling, MeanPooling, QKVPooling, WeightedMeanPooling, make_pooling
-from .similarity_model import (
-    DEFAULT_MODEL,
-    SIMILARITIES,
-    ModelLoadError,
-    SimilarityModel,
-    TextTooLongError,
-    resolve_model_path,
-)
+from .similarity_model import SIMILARITIES, SimilarityModel, TextTooLongError
 
 __all__ = [
     "POOLINGS",
@@ -23,4 +20,5 @@ __all__ = [
     "ModelLoadError",
     "TextTooLongError",
     "resolve_model_path",
+    "as_similarity_model",
 ]

@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from .._catalog import POOLING_NAMES
+
 __all__ = ["CLSPooling", "MeanPooling", "WeightedMeanPooling", "QKVPooling", "make_pooling", "POOLINGS"]
 
 
@@ -64,7 +66,8 @@ class QKVPooling(nn.Module):
         return (probabilities[..., None] * self.value(hidden)).sum(1)
 
 
-POOLINGS = ("cls", "mean", "weighted_mean", "qkv")
+POOLINGS = POOLING_NAMES
+"""The poolings :func:`make_pooling` builds, by name."""
 
 
 def make_pooling(name: str, dim: int) -> nn.Module:

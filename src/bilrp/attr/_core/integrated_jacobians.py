@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..._validation import positive_int
 from ...engine import Mode
 from .hessian_x_product import HessianXProduct
 from .pair_attribution import PairSimilarityModel
@@ -42,14 +43,18 @@ class IntegratedJacobians(HessianXProduct):
         baseline: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__(forward_func, mode=mode)
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be at least 1, got {n_steps}")
-        self.n_steps = n_steps
+        self.n_steps = positive_int("n_steps", n_steps)
+        if baseline is not None and not callable(baseline):
+            raise TypeError("baseline must be a callable (embeddings, mask) -> reference embeddings")
         self.baseline = baseline
 
-    def contributions(
-        self, embeddings: torch.Tensor, mask: torch.Tensor, internal_batch_size: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Path-integrated contributions per token and embedding dimension, and ``n(x)``."""
-        reference = None if self.baseline is None else self.baseline(embeddings, mask)
-        return self._contributions(embeddings, mask, internal_batch_size, steps=self.n_steps, baseline=reference)
+    accepts_baselines = True
+
+    def _factor(self, embeddings, mask, internal_batch_size, baseline):
+        """Path-integrated contributions per token and embedding dimension, and ``n(x)``.
+
+        ``baseline`` (from ``attribute(baselines=...)``) takes precedence over the constructor's callable.
+        """
+        if baseline is None and self.baseline is not None:
+            baseline = self.baseline(embeddings, mask)
+        return self._path_contributions(embeddings, mask, internal_batch_size, steps=self.n_steps, baseline=baseline)

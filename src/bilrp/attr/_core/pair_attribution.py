@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, overload, runtime_checkable
+from typing import Any, Literal, Protocol, overload, runtime_checkable
 
 import torch
 from captum.attr import Attribution
 from captum.log import log_usage
 
+from ..._validation import optional_positive_int
 from ...engine import pair_relevance
+from ...explaining import HALF_DTYPES, explaining
+from ...models import as_similarity_model
 
-__all__ = ["PairAttribution", "PairSimilarityModel", "InteractionAttribution"]
+__all__ = ["PairAttribution", "PairSimilarityModel", "InteractionAttribution", "Baselines"]
+
+Baselines = tuple[torch.Tensor, torch.Tensor] | float | None
 
 
 @runtime_checkable
@@ -34,12 +39,9 @@ class PairAttribution(Attribution):
 
     name = "PairAttribution"
 
-    def __init__(self, forward_func: PairSimilarityModel) -> None:
-        if not isinstance(forward_func, PairSimilarityModel):
-            raise TypeError(
-                f"{type(self).__name__} needs a similarity model with represent(), compare() and .similarity "
-                f"(e.g. bilrp.SimilarityModel), got {type(forward_func).__name__}"
-            )
+    def __init__(self, forward_func: PairSimilarityModel | Any) -> None:
+        if not isinstance(forward_func, PairSimilarityModel):  # a SentenceTransformer, a name or a folder
+            forward_func = as_similarity_model(forward_func)
         super().__init__(forward_func)
 
     @classmethod
@@ -56,10 +58,15 @@ class PairAttribution(Attribution):
         """True: relevances include the inputs (as gradient x input does)."""
         return True
 
+    accepts_baselines = False
+    """Whether ``attribute(..., baselines=...)`` means something for this method (Integrated Jacobians)."""
+
     @overload
     def attribute(
         self,
         inputs: tuple[torch.Tensor, torch.Tensor],
+        baselines: Baselines = None,
+        target: None = None,
         additional_forward_args: tuple[torch.Tensor, torch.Tensor] | None = None,
         internal_batch_size: int | None = None,
         *,
@@ -70,6 +77,8 @@ class PairAttribution(Attribution):
     def attribute(
         self,
         inputs: tuple[torch.Tensor, torch.Tensor],
+        baselines: Baselines = None,
+        target: None = None,
         additional_forward_args: tuple[torch.Tensor, torch.Tensor] | None = None,
         internal_batch_size: int | None = None,
         *,
@@ -80,15 +89,24 @@ class PairAttribution(Attribution):
     def attribute(
         self,
         inputs: tuple[torch.Tensor, torch.Tensor],
+        baselines: Baselines = None,
+        target: None = None,
         additional_forward_args: tuple[torch.Tensor, torch.Tensor] | None = None,
         internal_batch_size: int | None = None,
         return_convergence_delta: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         r"""Token-pair relevance for the similarity of ``inputs[0][b]`` and ``inputs[1][b]``.
 
+        The arguments follow Captum's order (``inputs, baselines, target, additional_forward_args, ...``),
+        so positional calls written for Captum bind as they do there.
+
         Args:
             inputs (tuple[Tensor, Tensor]): embedding outputs ``(emb_a, emb_b)`` of shapes
                 ``(batch, s_a, width)`` and ``(batch, s_b, width)``, e.g. from ``SimilarityModel.embed``.
+            baselines (tuple[Tensor, Tensor] or float, optional): reference inputs, for methods that have
+                one (Integrated Jacobians); refused by the others. Default: the method's own.
+            target (None): a pair score has one output, so there is nothing to select; anything but
+                ``None`` is refused.
             additional_forward_args (tuple[Tensor, Tensor], optional): attention masks
                 ``(mask_a, mask_b)`` of shapes ``(batch, s_a)`` and ``(batch, s_b)``, 1 for real tokens and
                 0 for padding. Default: no padding.
@@ -109,11 +127,25 @@ class PairAttribution(Attribution):
             >>> emb_a = model.embed(a["input_ids"], a["attention_mask"])
             >>> emb_b = model.embed(b["input_ids"], b["attention_mask"])
             >>> relevance, delta = bilrp.BiLRP(model).attribute(
-            ...     (emb_a, emb_b), (a["attention_mask"], b["attention_mask"]), return_convergence_delta=True)
+            ...     (emb_a, emb_b), additional_forward_args=(a["attention_mask"], b["attention_mask"]),
+            ...     return_convergence_delta=True)
 
         """
+        if target is not None:
+            raise ValueError(
+                f"target={target!r}: a pair similarity has one output per pair, so there is no target to "
+                "select; pass target=None (masks go in additional_forward_args)"
+            )
+        if baselines is not None and not self.accepts_baselines:
+            raise ValueError(
+                f"{self.get_name()} has no reference input, so baselines must be None (masks go in "
+                "additional_forward_args, the fourth positional argument as in Captum)"
+            )
+        optional_positive_int("internal_batch_size", internal_batch_size)
         emb_a, emb_b, mask_a, mask_b = _unpack(inputs, additional_forward_args)
-        relevance, score = self._relevance(emb_a, emb_b, mask_a, mask_b, internal_batch_size)
+        with explaining(self.forward_func):
+            emb_a, emb_b = _computable(emb_a), _computable(emb_b)
+            relevance, score = self._relevance(emb_a, emb_b, mask_a, mask_b, internal_batch_size, baselines)
         relevance = relevance * mask_a[:, :, None].to(relevance.dtype) * mask_b[:, None, :].to(relevance.dtype)
         if return_convergence_delta:
             return relevance, score - relevance.sum((1, 2))
@@ -126,6 +158,7 @@ class PairAttribution(Attribution):
         mask_a: torch.Tensor,
         mask_b: torch.Tensor,
         internal_batch_size: int | None,
+        baselines: Baselines = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Relevance ``(batch, s_a, s_b)`` and score ``(batch,)``."""
         raise NotImplementedError
@@ -134,13 +167,42 @@ class PairAttribution(Attribution):
 class InteractionAttribution(PairAttribution):
     """Pair attribution that factorises: ``R = C_a C_b^T`` from per-text token contributions.
 
-    Subclasses implement :meth:`contributions`; the per-text factor is what ``explain_batch`` caches.
+    Subclasses implement :meth:`_factor`; the per-text factor is what ``explain_batch`` caches.
     """
 
     def contributions(
-        self, embeddings: torch.Tensor, mask: torch.Tensor, internal_batch_size: int | None = None
+        self,
+        embeddings: torch.Tensor,
+        mask: torch.Tensor,
+        internal_batch_size: int | None = None,
+        baseline: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token contributions ``(batch, seq, dim)`` and representation ``phi`` ``(batch, dim)`` of one side."""
+        """Token contributions ``(batch, seq, dim)`` and representation ``phi`` ``(batch, dim)`` of one side.
+
+        Parameters
+        ----------
+        embeddings, mask
+            Embedding outputs ``(batch, seq, width)`` and their 0/1 mask ``(batch, seq)``.
+        internal_batch_size
+            Tangents per batched engine pass.
+        baseline
+            Reference input of the same shape (methods with ``accepts_baselines`` only).
+
+        """
+        optional_positive_int("internal_batch_size", internal_batch_size)
+        _check_mask(mask, embeddings.shape[:2], "mask")
+        with explaining(self.forward_func):
+            embeddings = _computable(embeddings)
+            baseline = None if baseline is None else _computable(baseline)
+            return self._factor(embeddings, mask, internal_batch_size, baseline)
+
+    def _factor(
+        self,
+        embeddings: torch.Tensor,
+        mask: torch.Tensor,
+        internal_batch_size: int | None,
+        baseline: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def combine(
@@ -154,17 +216,44 @@ class InteractionAttribution(PairAttribution):
         relevance = pair_relevance(contributions_a, contributions_b, phi_a, phi_b, self.forward_func.similarity)
         return relevance, self.forward_func.compare(phi_a, phi_b)
 
-    def _relevance(self, emb_a, emb_b, mask_a, mask_b, internal_batch_size):
+    def _relevance(self, emb_a, emb_b, mask_a, mask_b, internal_batch_size, baselines=None):
         # both sides in one padded batch: one engine pass instead of two
         length_a, length_b = emb_a.shape[1], emb_b.shape[1]
         width = max(length_a, length_b)
         embeddings = torch.cat([_pad(emb_a, width), _pad(emb_b, width)])
         masks = torch.cat([_pad(mask_a, width), _pad(mask_b, width)])
-        contributions, phi = self.contributions(embeddings, masks, internal_batch_size)
+        reference = None
+        if baselines is not None:
+            base_a, base_b = _baseline_pair(baselines, emb_a, emb_b)
+            reference = torch.cat([_pad(base_a, width), _pad(base_b, width)])
+        contributions, phi = self.contributions(embeddings, masks, internal_batch_size, reference)
         batch = emb_a.shape[0]
         return self.combine(
             contributions[:batch, :length_a], contributions[batch:, :length_b], phi[:batch], phi[batch:]
         )
+
+
+def _computable(tensor: torch.Tensor) -> torch.Tensor:
+    """Half-precision inputs in float32, the precision :func:`~bilrp.explaining.explaining` runs models in."""
+    return tensor.float() if tensor.dtype in HALF_DTYPES else tensor
+
+
+def _baseline_pair(baselines, emb_a: torch.Tensor, emb_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Captum-style ``baselines`` (one number, or a pair of tensors broadcastable to the inputs) as a pair."""
+    if isinstance(baselines, (int, float)) and not isinstance(baselines, bool):
+        return torch.full_like(emb_a, float(baselines)), torch.full_like(emb_b, float(baselines))
+    if isinstance(baselines, (tuple, list)) and len(baselines) == 2:
+        pair = []
+        for base, emb in zip(baselines, (emb_a, emb_b), strict=True):
+            base = torch.as_tensor(base, dtype=emb.dtype, device=emb.device)
+            try:
+                pair.append(torch.broadcast_to(base, emb.shape).clone())
+            except RuntimeError:
+                raise ValueError(
+                    f"a baseline of shape {tuple(base.shape)} does not broadcast to the input shape {tuple(emb.shape)}"
+                ) from None
+        return pair[0], pair[1]
+    raise ValueError("baselines must be one number or a pair (base_a, base_b) of tensors shaped like the inputs")
 
 
 def _pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
@@ -184,14 +273,29 @@ def _unpack(inputs, additional_forward_args):
             f"inputs must be (batch, seq, width) tensors with the same batch size, got shapes "
             f"{tuple(emb_a.shape)} and {tuple(emb_b.shape)}"
         )
+    if emb_a.shape[0] == 0:
+        raise ValueError("inputs hold a batch of 0 pairs: give at least one pair")
     if additional_forward_args is None:
         mask_a = torch.ones(emb_a.shape[:2], dtype=torch.long, device=emb_a.device)
         mask_b = torch.ones(emb_b.shape[:2], dtype=torch.long, device=emb_b.device)
     else:
+        if not isinstance(additional_forward_args, (tuple, list)) or len(additional_forward_args) != 2:
+            raise ValueError("additional_forward_args must be the pair of attention masks (mask_a, mask_b)")
         mask_a, mask_b = additional_forward_args
-        if mask_a.shape != emb_a.shape[:2] or mask_b.shape != emb_b.shape[:2]:
-            raise ValueError(
-                f"masks must have shapes {tuple(emb_a.shape[:2])} and {tuple(emb_b.shape[:2])}, got "
-                f"{tuple(mask_a.shape)} and {tuple(mask_b.shape)}"
-            )
+        _check_mask(mask_a, emb_a.shape[:2], "mask_a")
+        _check_mask(mask_b, emb_b.shape[:2], "mask_b")
     return emb_a, emb_b, mask_a, mask_b
+
+
+def _check_mask(mask, shape: torch.Size, name: str) -> None:
+    """A mask is a tensor of the given shape holding only 0 and 1, with at least one 1 per text."""
+    if not isinstance(mask, torch.Tensor):
+        raise ValueError(f"{name} must be a tensor of 0s and 1s, got {type(mask).__name__}")
+    if mask.shape != shape:
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(mask.shape)}")
+    values = mask.to(torch.float64)
+    if not bool(((values == 0) | (values == 1)).all()):
+        bad = values[(values != 0) & (values != 1)][0].item()
+        raise ValueError(f"{name} must hold only 0 (padding) and 1 (real token), found {bad:g}")
+    if mask.numel() and not bool((values.sum(-1) > 0).all()):
+        raise ValueError(f"{name} has a text with no real token (a row of zeros): every text needs one")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..._validation import seed as check_seed
 from .pair_attribution import PairAttribution, PairSimilarityModel
 
 __all__ = ["RandomInteraction"]
@@ -25,9 +26,9 @@ class RandomInteraction(PairAttribution):
 
     def __init__(self, forward_func: PairSimilarityModel, seed: int = 0) -> None:
         super().__init__(forward_func)
-        self.seed = seed
+        self.seed = check_seed("seed", seed)
 
-    def _relevance(self, emb_a, emb_b, mask_a, mask_b, internal_batch_size):
+    def _relevance(self, emb_a, emb_b, mask_a, mask_b, internal_batch_size, baselines=None):
         generator = torch.Generator().manual_seed(self.seed)
         shape = (emb_a.shape[0], emb_a.shape[1], emb_b.shape[1])
         relevance = torch.randn(shape, generator=generator, dtype=emb_a.dtype).to(emb_a.device)
