@@ -11,20 +11,24 @@ from torch import nn
 from transformers.models.gpt_neo.modeling_gpt_neo import GPTNeoFlashAttention2
 
 from bilrp import TransformerComposite
+from bilrp.architectures import (
+    ARCHITECTURES as REGISTRY,
+)
+from bilrp.architectures import (
+    BertCanonizer,
+    DistilBertCanonizer,
+    GPTNeoCanonizer,
+    MPNetCanonizer,
+    RobertaCanonizer,
+    TransformerCanonizer,
+)
 from bilrp.canonizers import (
     ActivationCanonizer,
     AttentionCanonizer,
-    BertCanonizer,
-    DistilBertCanonizer,
     EvalEagerCanonizer,
-    GPTNeoCanonizer,
     InstanceAttributeCanonizer,
     LayerNormCanonizer,
-    MPNetCanonizer,
-    RobertaCanonizer,
     ScoreProjectionCanonizer,
-    TransformerCanonizer,
-    import_classes,
 )
 from bilrp.rules import constant_rms_norm
 from reference_models import (
@@ -53,6 +57,11 @@ FAMILY = {
     "distilbert": DistilBertCanonizer,
     "gpt-neo": GPTNeoCanonizer,
 }
+
+
+def family_types(family) -> tuple[type, ...]:
+    """The attention classes of an architecture canonizer's registry entry."""
+    return REGISTRY[family.families[0]].attention_types()
 
 
 def hf_case(architecture: str):
@@ -88,7 +97,7 @@ SINGLE_CANONIZERS = {
 def test_every_canonizer_keeps_forward_values(architecture, canonizer):
     model, emb, mask = hf_case(architecture)
     family = FAMILY[architecture]
-    made = SINGLE_CANONIZERS[canonizer](import_classes(family.attention_paths), family)
+    made = SINGLE_CANONIZERS[canonizer](family_types(family), family)
     with torch.no_grad():
         expected = model.represent(emb, mask)
         with TransformerComposite(canonizers=[made], strict=False).context(model):
@@ -107,7 +116,7 @@ def test_attention_rule_on_the_sdpa_path(architecture):
     """Without the eager switch, the rule still holds: sdpa calls inside attention modules are replaced by
     attention with constant probabilities (HF's padding mask for sdpa included)."""
     model, emb, mask = hf_case(architecture)
-    attention_types = import_classes(FAMILY[architecture].attention_paths)
+    attention_types = family_types(FAMILY[architecture])
     canonizers = [AttentionCanonizer(attention_types), LayerNormCanonizer(), ActivationCanonizer()]
     assert model.encoder.config._attn_implementation == "sdpa"
     relevance, output, reference = relevance_and_output(model, emb, mask, canonizers)
@@ -259,7 +268,7 @@ def test_eval_eager_canonizer_restores_training_and_implementation():
 def test_stacked_canonizers_unwind_last_in_first_out():
     """Two canonizers wrapping the same attention forward: removal restores the class forward exactly."""
     model, emb, mask = hf_case("bert")
-    attention_types = import_classes(BertCanonizer.attention_paths)
+    attention_types = family_types(BertCanonizer)
     before = model_state(model)
     composite = TransformerComposite(canonizers=[BertCanonizer(), AttentionCanonizer(attention_types)])
     with composite.context(model), torch.no_grad():

@@ -166,3 +166,21 @@ def test_first_order_lrp_of_a_similarity_is_refused():
 
 def test_certificate_error_is_exported():
     assert bilrp.CertificateError is CertificateError
+
+
+class NaNPooling(nn.Module):
+    """Mean pooling that turns one dimension into NaN: a NaN must never be certified."""
+
+    def forward(self, hidden, mask):
+        pooled = hidden.mean(1)
+        return torch.cat([pooled[:, :1] * float("nan"), pooled[:, 1:]], dim=-1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_nan_is_never_certified(mode):
+    model = tiny_similarity_model("bert", "mean", "dot")
+    model.pooling = NaNPooling()
+    inputs, masks = pair_inputs(model)
+    with pytest.raises(CertificateError, match="NaN or infinite"):
+        BiLRP(model, mode=mode).attribute(inputs, additional_forward_args=masks)
+    assert certificate_error(*(torch.full((1, 2), float("nan")),) * 4) == float("inf")

@@ -77,7 +77,10 @@ def test_json_output_equals_the_python_api(explained, api_explanation):
     folder, _ = explained
     data = json.loads((folder / "data.json").read_text())
     expected = api_explanation.to_dict()
-    assert set(data) == {"model", "method", "text_a", "text_b", "tokens_a", "tokens_b", "relevance", "score", "bias"}
+    assert set(data) == set(expected) == {
+        *("model", "method", "text_a", "text_b", "tokens_a", "tokens_b", "relevance", "score", "bias"),
+        *("prompt_a", "prompt_b", "prompt_length_a", "prompt_length_b"),
+    }
     for key in ("model", "method", "text_a", "text_b", "tokens_a", "tokens_b"):
         assert data[key] == expected[key]
     assert data["tokens_a"][0] == "[CLS]" and len(data["relevance"]) == len(data["tokens_a"])

@@ -20,7 +20,8 @@ from zennit.rules import Epsilon
 
 import bilrp
 from bilrp import TransformerComposite, UnsupportedModuleError
-from bilrp.canonizers import AttentionCanonizer, TransformerCanonizer
+from bilrp.architectures import TransformerCanonizer
+from bilrp.canonizers import AttentionCanonizer
 from reference_models import (
     ToyAttention,
     ToyEncoder,

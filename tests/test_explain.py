@@ -1,5 +1,7 @@
 """explain / explain_batch / Explanation: consistency with the attributions, cache, words, JSON."""
 
+import json
+
 import pytest
 import torch
 
@@ -61,7 +63,7 @@ def test_json_round_trip(model, tmp_path):
     explanation = explain(model, "a dog runs", "a cat sleeps")
     path = tmp_path / "e.json"
     explanation.to_json(path)
-    loaded = Explanation.from_dict(__import__("json").loads(path.read_text()))
+    loaded = Explanation.from_dict(json.loads(path.read_text()))
     assert loaded.tokens_a == explanation.tokens_a and loaded.method == "bilrp"
     assert torch.allclose(loaded.relevance, explanation.relevance.double())
     assert set(explanation.to_dict()) == {
@@ -74,6 +76,10 @@ def test_json_round_trip(model, tmp_path):
         "relevance",
         "score",
         "bias",
+        "prompt_a",
+        "prompt_b",
+        "prompt_length_a",
+        "prompt_length_b",
     }
 
 

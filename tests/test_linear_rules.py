@@ -29,7 +29,8 @@ from zennit.rules import (
 )
 
 from bilrp import TransformerComposite
-from bilrp.canonizers import ActivationCanonizer, TransformerCanonizer, UnsupportedModuleError
+from bilrp.architectures import TransformerCanonizer
+from bilrp.canonizers import ActivationCanonizer, UnsupportedModuleError
 from bilrp.constants import recording, replaying
 from bilrp.linear_canonizer import LinearRuleCanonizer
 from bilrp.linear_rules import (

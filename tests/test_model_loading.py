@@ -271,7 +271,7 @@ def test_position_limits(architecture, limit):
 
 
 # ---------------------------------------------------------------------------------------------- st folders
-@pytest.mark.parametrize("kind", ["Dense", "LayerNorm", "Transformer"])
+@pytest.mark.parametrize("kind", ["LayerNorm", "Transformer", "WeightedLayerPooling"])
 def test_a_module_bilrp_does_not_implement_is_refused(folder, kind):
     make_st_folder(folder, extra_modules=["Normalize", kind])
     message = refused(SimilarityModel.from_pretrained, folder, match="bilrp cannot explain this module yet")
@@ -287,22 +287,66 @@ def test_a_pipeline_without_pooling_is_refused_unless_pooling_is_given(folder):
     assert SimilarityModel.from_pretrained(folder, pooling="cls").pooling_name == "cls"
 
 
+def test_a_module_of_another_package_is_refused(folder):
+    make_st_folder(folder, extra_modules=["Normalize"])
+    modules = json.loads((folder / "modules.json").read_text())
+    modules[2]["type"] = "pylate.models.Dense"  # a Dense on token embeddings, not sentence-transformers' own
+    (folder / "modules.json").write_text(json.dumps(modules))
+    assert "module 2 (Dense, path '2_Normalize')" in refused(SimilarityModel.from_pretrained, folder, match="yet")
+
+
 @pytest.mark.parametrize(
     ("st_config", "match"),
     [
-        ({"truncate_dim": 16}, "truncate_dim 16"),
-        ({"prompts": {"query": "query: "}, "default_prompt_name": "query"}, r"default_prompt_name 'query'.*'query: '"),
+        ({"truncate_dim": 0}, "truncate_dim 0 must be a positive integer"),
+        ({"truncate_dim": "16"}, "truncate_dim '16' must be a positive integer"),
+        ({"prompts": {"query": "query: "}, "default_prompt_name": "passage"}, r"'passage' is not one of the prompts"),
+        ({"prompts": {"query": 3}}, r"prompt 'query': 3 must be a text"),
         ({"model_type": "SparseEncoder"}, "model_type 'SparseEncoder'"),
     ],
 )
-def test_st_settings_bilrp_does_not_implement_are_refused(folder, st_config, match):
+def test_bad_st_settings_are_refused(folder, st_config, match):
     make_st_folder(folder, st_config=st_config)
     assert "config_sentence_transformers.json" in refused(SimilarityModel.from_pretrained, folder, match=match)
 
 
+def test_st_settings_are_read(folder):
+    prompts = {"query": "query: ", "document": None}
+    make_st_folder(folder, st_config={"prompts": prompts, "default_prompt_name": "query", "truncate_dim": 16})
+    model = SimilarityModel.from_pretrained(folder)
+    assert (model.prompts, model.default_prompt_name) == ({"query": "query: ", "document": ""}, "query")
+    assert [(type(m).__name__, m.dim) for m in model.head] == [("TruncateDim", 16)]
+    assert model.tokenize(["a guitar"])["tokens"][0] == ["[CLS]", "query", ":", "a", "guitar", "[SEP]"]
+    assert model.encode(["a guitar"]).shape == (1, 16)
+
+
 def test_an_empty_default_prompt_is_accepted(folder):
     make_st_folder(folder, st_config={"prompts": {"query": "", "document": ""}, "default_prompt_name": "query"})
-    assert SimilarityModel.from_pretrained(folder).max_length == 48
+    model = SimilarityModel.from_pretrained(folder)
+    assert model.max_length == 48 and model.tokenize(["a guitar"])["prompt_lengths"] == [0]
+
+
+@pytest.mark.parametrize(
+    ("dense_config", "match"),
+    [
+        ({"activation_function": "my_package.Swish"}, r"activation_function 'my_package.Swish' is not a torch module"),
+        ({"activation_function": "torch.nn.NoSuchThing"}, "does not exist in this torch"),
+        ({"in_features": 16}, "in_features 16 but the embedding before it has 32 dimensions"),
+        ({"module_input_name": "token_embeddings"}, "module_input_name 'token_embeddings'"),
+    ],
+)
+def test_a_bad_dense_module_is_named(folder, dense_config, match):
+    from safetensors.torch import save_file
+
+    make_st_folder(folder, extra_modules=["Dense"])
+    config = {"in_features": 32, "out_features": 8, "bias": True, **dense_config}
+    (folder / "2_Dense" / "config.json").write_text(json.dumps(config))
+    linear = nn.Linear(config["in_features"], 8)
+    save_file(
+        {"linear.weight": linear.weight.detach(), "linear.bias": linear.bias.detach()},
+        folder / "2_Dense" / "model.safetensors",
+    )
+    assert "module 2 (Dense)" in refused(SimilarityModel.from_pretrained, folder, match=match)
 
 
 @pytest.mark.parametrize(
@@ -349,35 +393,35 @@ def test_as_similarity_model(st_model, tiny_folder):
     from sentence_transformers.sentence_transformer.modules import Dense
 
     st.append(Dense(384, 8))  # the cached wrapper is not reused for a changed pipeline
-    refused(as_similarity_model, st, match=r"module 3 \(Dense")
+    rebuilt = as_similarity_model(st)
+    assert rebuilt is not wrapper and [type(m).__name__ for m in rebuilt.head] == ["L2Normalize", "DenseLayer"]
     refused(as_similarity_model, 3, error=TypeError, match="object of type int")
     refused(as_similarity_model, nn.Linear(2, 2), error=TypeError, match="torch.nn.modules.linear.Linear")
 
 
 @pytest.mark.slow
-def test_a_sentence_transformer_with_a_dense_module_is_refused(st_model):
-    from sentence_transformers.sentence_transformer.modules import Dense
+def test_a_sentence_transformer_with_a_module_bilrp_does_not_implement_is_refused(st_model):
+    from sentence_transformers.sentence_transformer.modules import LayerNorm
 
     st = st_model()
-    st.append(Dense(384, 128))
+    st.append(LayerNorm(384))
     for load in (SimilarityModel.from_sentence_transformer, SimilarityModel.from_pretrained):
         message = refused(load, st, match="bilrp cannot explain this module yet")
-        assert "module 3 (Dense, sentence_transformers." in message and "name '3'" in message
+        assert "module 3 (LayerNorm, sentence_transformers." in message and "name '3'" in message
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"truncate_dim": 64}, "truncate_dim 64"),
-        ({"prompts": {"query": "query: "}, "default_prompt_name": "query"}, r"default_prompt_name 'query'.*'query: '"),
-    ],
-)
-def test_sentence_transformer_settings_bilrp_does_not_implement_are_refused(st_model, kwargs, match):
+def test_sentence_transformer_settings_are_honoured(st_model):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        st = st_model(**kwargs)
-    refused(SimilarityModel.from_sentence_transformer, st, match=match)
+        st = st_model(truncate_dim=64, prompts={"query": "query: "}, default_prompt_name="query")
+    model = SimilarityModel.from_sentence_transformer(st)
+    assert [type(m).__name__ for m in model.head] == ["L2Normalize", "TruncateDim"]
+    assert (model.prompts["query"], model.default_prompt_name) == ("query: ", "query")
+    expected = st.similarity(st.encode([TEXT_A]), st.encode([TEXT_B])).item()
+    assert abs(model.score([TEXT_A], [TEXT_B]).item() - expected) < 1e-5
+    st.truncate_dim = 32  # a changed setting: as_similarity_model rebuilds its cached wrapper
+    assert as_similarity_model(st).head[1].dim == 32
 
 
 @pytest.mark.slow
@@ -388,14 +432,14 @@ def test_a_sentence_transformer_pooling_without_prompt_is_refused(st_model):
 
 
 @pytest.mark.slow
-def test_a_saved_sentence_transformer_with_a_dense_module_is_refused(st_model, tmp_path):
-    from sentence_transformers.sentence_transformer.modules import Dense
+def test_a_saved_sentence_transformer_with_a_module_bilrp_does_not_implement_is_refused(st_model, tmp_path):
+    from sentence_transformers.sentence_transformer.modules import LayerNorm
 
     st = st_model()
-    st.append(Dense(384, 16))
+    st.append(LayerNorm(384))
     st.save(str(tmp_path))
     message = refused(SimilarityModel.from_pretrained, tmp_path, match="bilrp cannot explain this module yet")
-    assert "module 3 (Dense, path '3_Dense')" in message
+    assert "module 3 (LayerNorm, path '3_LayerNorm')" in message
 
 
 def test_other_sentence_transformers_models_and_wrong_types_are_refused():

@@ -98,6 +98,9 @@ LEGACY_CLS = {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False,
         (LEGACY_CLS, "dot", False, ("cls", "dot")),
         ({"pooling_mode": "weightedmean"}, None, False, ("weighted_mean", "cosine")),
         ({"pooling_mode": ["mean"]}, "dot", True, ("mean", "cosine")),  # dot of normalised vectors is cosine
+        ({"pooling_mode": "lasttoken"}, "dot", False, ("last_token", "dot")),
+        ({"pooling_mode": "max"}, None, True, ("max", "cosine")),
+        ({"pooling_mode_mean_sqrt_len_tokens": True}, None, False, ("mean_sqrt_len", "cosine")),
     ],
 )
 def test_sentence_transformers_folder_sets_the_defaults(tmp_path, pooling_config, similarity, normalize, expected):
@@ -107,8 +110,8 @@ def test_sentence_transformers_folder_sets_the_defaults(tmp_path, pooling_config
 
 
 def test_unsupported_sentence_transformers_pooling_is_refused_unless_overridden(tmp_path):
-    folder = write_sentence_transformers_folder(tmp_path, {"pooling_mode": "max"}, None, False)
-    with pytest.raises(ModelLoadError, match=r"unsupported sentence-transformers pooling \['max'\].*pooling="):
+    folder = write_sentence_transformers_folder(tmp_path, {"pooling_mode": ["mean", "max"]}, None, False)
+    with pytest.raises(ModelLoadError, match=r"unsupported sentence-transformers pooling \['mean', 'max'\].*pooling="):
         SimilarityModel.from_pretrained(folder)
     assert SimilarityModel.from_pretrained(folder, pooling="mean").pooling_name == "mean"
 
@@ -189,8 +192,8 @@ def test_forward_on_embedding_outputs_equals_score():
 
 
 def test_invalid_pooling_and_similarity_names():
-    with pytest.raises(ValueError, match="unknown pooling 'max'"):
-        tiny_similarity_model(pooling="max")
+    with pytest.raises(ValueError, match="unknown pooling 'median'"):
+        tiny_similarity_model(pooling="median")
     with pytest.raises(ValueError, match="unknown similarity 'l2'"):
         tiny_similarity_model(similarity="l2")
 

@@ -5,6 +5,7 @@ on one model, Captum's positional order, ``x = inputs_embeds`` encoders, zennit 
 Captum's layer attributions beside bilrp, half precision and sentence-transformers objects.
 """
 
+import json
 import threading
 
 import pytest
@@ -17,7 +18,7 @@ from zennit.rules import Epsilon
 
 import bilrp
 from bilrp import BiLRP, IntegratedJacobians, SimilarityModel, TransformerComposite
-from bilrp.canonizers import BertCanonizer, TransformerCanonizer
+from bilrp.architectures import BertCanonizer, TransformerCanonizer
 from own_encoders import IdsOnlyEncoder, OwnEncoder
 from reference_models import assert_same_state, model_state, randomize_biases
 from references import per_dimension_bilrp
@@ -362,3 +363,20 @@ def test_truncation_warning_quotes_what_was_dropped():
 def test_bad_pairs_are_refused_naming_the_pair(pairs):
     with pytest.raises(ValueError, match="pair 0"):
         bilrp.explain_batch(tiny_similarity_model("bert"), pairs, progress=False)
+
+
+def test_a_known_model_name_is_not_resolved_against_the_working_directory(tmp_path, monkeypatch):
+    from bilrp.models import resolve_model_path
+
+    planted = tmp_path / "sentence-transformers" / "all-MiniLM-L6-v2"
+    planted.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert not resolve_model_path(bilrp.DEFAULT_MODEL).startswith(str(tmp_path))
+    assert not resolve_model_path(bilrp.DEFAULT_MODEL).startswith("sentence-transformers")
+
+
+def test_a_nan_written_as_null_reads_back_as_nan():
+    explanation = bilrp.explain(tiny_similarity_model("bert", "mean", "cosine"), *PAIR)
+    explanation.relevance[0, 0] = float("nan")
+    again = bilrp.Explanation.from_dict(json.loads(explanation.to_json()))
+    assert torch.isnan(again.relevance[0, 0]) and again.relevance.shape == explanation.relevance.shape

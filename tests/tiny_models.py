@@ -9,28 +9,17 @@ from __future__ import annotations
 import functools
 
 import torch
-from transformers import (
-    AutoTokenizer,
-    BertConfig,
-    BertModel,
-    DistilBertConfig,
-    DistilBertModel,
-    GPTNeoConfig,
-    GPTNeoModel,
-    MPNetConfig,
-    MPNetModel,
-    RobertaConfig,
-    RobertaModel,
-    XLMRobertaConfig,
-    XLMRobertaModel,
-)
+from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
 
 from bilrp import SimilarityModel
+from bilrp.architectures import ARCHITECTURES as REGISTRY
+from bilrp.architectures.tiny import COMMON, HIDDEN, VOCAB
 from bilrp.models import resolve_model_path
 
 ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "mpnet", "distilbert", "gpt-neo")
-VOCAB = 30522
-HIDDEN = 32
+"""The classic families, with hand-written references in reference_models.py (the newer ones are in
+tests/test_architectures.py and tests/test_modern_references.py)."""
+__all__ = ["ARCHITECTURES", "VOCAB", "HIDDEN", "tokenizer", "tiny_encoder", "tiny_similarity_model", "zero_biases"]
 
 
 @functools.cache
@@ -39,52 +28,19 @@ def tokenizer():
 
 
 def tiny_encoder(architecture: str, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.nn.Module:
-    """A 2-layer, 32-dim randomly initialised encoder of ``architecture`` (eval mode, given dtype)."""
+    """A 2-layer, 32-dim randomly initialised encoder of ``architecture`` (eval mode, given dtype).
+
+    Registered families come from their registry entry's ``tiny`` model; ``xlm-roberta`` is RoBERTa's entry
+    with XLM-R's class and ``gelu_new``.
+    """
     torch.manual_seed(seed)
-    common = dict(
-        vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128
-    )
-    if architecture == "bert":
-        model = BertModel(BertConfig(num_hidden_layers=2, hidden_act="gelu", **common), add_pooling_layer=False)
-    elif architecture == "roberta":
-        model = RobertaModel(RobertaConfig(num_hidden_layers=2, pad_token_id=0, **common), add_pooling_layer=False)
-    elif architecture == "xlm-roberta":
+    if architecture == "xlm-roberta":
         model = XLMRobertaModel(
-            XLMRobertaConfig(num_hidden_layers=2, pad_token_id=0, hidden_act="gelu_new", **common),
+            XLMRobertaConfig(num_hidden_layers=2, pad_token_id=0, hidden_act="gelu_new", **COMMON),
             add_pooling_layer=False,
         )
-    elif architecture == "mpnet":
-        model = MPNetModel(MPNetConfig(num_hidden_layers=2, pad_token_id=0, **common), add_pooling_layer=False)
-    elif architecture == "distilbert":
-        model = DistilBertModel(
-            DistilBertConfig(
-                vocab_size=VOCAB,
-                dim=HIDDEN,
-                n_layers=2,
-                n_heads=2,
-                hidden_dim=64,
-                max_position_embeddings=128,
-                pad_token_id=0,
-            )
-        )
-    elif architecture == "gpt-neo":
-        model = GPTNeoModel(
-            GPTNeoConfig(
-                vocab_size=VOCAB,
-                hidden_size=HIDDEN,
-                num_layers=2,
-                num_heads=2,
-                attention_types=[[["global", "local"], 1]],
-                window_size=4,
-                max_position_embeddings=128,
-                intermediate_size=64,
-                activation_function="gelu_new",
-                bos_token_id=101,
-                eos_token_id=102,
-            )
-        )
     else:
-        raise ValueError(architecture)
+        model = REGISTRY[architecture].tiny()
     # random LayerNorm affine parameters so the LN rule is exercised beyond the identity
     with torch.no_grad():
         for module in model.modules():

@@ -15,12 +15,13 @@ if TYPE_CHECKING:  # the names of _EXPORTS, statically (tests/test_startup.py ch
     from .attr import LRP, BiLRP, EmbeddingInteraction, HessianXProduct, IntegratedJacobians, RandomInteraction
     from .composites import TransformerComposite, UnsupportedModuleError
     from .engine import CertificateError, NonlinearityError
-    from .explanation import METHODS, Explanation, explain, explain_batch
+    from .explainer import METHODS, explain, explain_batch
+    from .explanation import Explanation
     from .models import DEFAULT_MODEL, ModelLoadError, SimilarityModel
 
 _EXPORTS = {
     "DEFAULT_MODEL": ".models:DEFAULT_MODEL",
-    "METHODS": ".explanation:METHODS",
+    "METHODS": ".explainer:METHODS",
     "SimilarityModel": ".models:SimilarityModel",
     "TransformerComposite": ".composites:TransformerComposite",
     "UnsupportedModuleError": ".composites:UnsupportedModuleError",
@@ -31,8 +32,8 @@ _EXPORTS = {
     "RandomInteraction": ".attr:RandomInteraction",
     "IntegratedJacobians": ".attr:IntegratedJacobians",
     "Explanation": ".explanation:Explanation",
-    "explain": ".explanation:explain",
-    "explain_batch": ".explanation:explain_batch",
+    "explain": ".explainer:explain",
+    "explain_batch": ".explainer:explain_batch",
     "NonlinearityError": ".engine:NonlinearityError",
     "CertificateError": ".engine:CertificateError",
     "ModelLoadError": ".models:ModelLoadError",

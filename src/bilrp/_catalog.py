@@ -21,7 +21,7 @@ VERSION = "0.1.0"
 METHOD_NAMES = ("bilrp", "hxp", "embedding", "random", "ij")
 """Explanation methods (the keys of ``bilrp.METHODS``)."""
 
-POOLING_NAMES = ("cls", "mean", "weighted_mean", "qkv")
+POOLING_NAMES = ("cls", "mean", "weighted_mean", "qkv", "last_token", "max", "mean_sqrt_len")
 """Poolings of a similarity model (``bilrp.models.POOLINGS``)."""
 
 SIMILARITY_NAMES = ("dot", "cosine")

@@ -13,47 +13,29 @@ from contextlib import contextmanager
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from zennit.canonizers import Canonizer, CompositeCanonizer
+from zennit.canonizers import Canonizer
 
-from .models.pooling import QKVPooling
-from .rules import (
-    DetachedAttention,
-    attention_with_constant_probabilities,
-    constant_rms_norm,
-    constant_std_layer_norm,
-    proportional_activation,
-)
+from .eval_eager import EvalEagerCanonizer
+from .rules import DetachedAttention, constant_rms_norm, constant_std_layer_norm, proportional_activation
 
 __all__ = [
     "UnsupportedModuleError",
     "CUSTOM_ARCHITECTURE_DOCS",
     "InstanceAttributeCanonizer",
     "AttentionCanonizer",
+    "ScoreProjectionCanonizer",
     "LayerNormCanonizer",
+    "RMSNormCanonizer",
     "ActivationCanonizer",
     "EvalEagerCanonizer",
-    "MultiheadAttentionCanonizer",
-    "ValueProjection",
-    "TransformerEncoderLayerCanonizer",
-    "ArchitectureCanonizer",
-    "BertCanonizer",
-    "RobertaCanonizer",
-    "MPNetCanonizer",
-    "DistilBertCanonizer",
-    "GPTNeoCanonizer",
-    "TorchTransformerCanonizer",
-    "PoolingCanonizer",
-    "PoolingScoreCanonizer",
-    "ScoreProjectionCanonizer",
-    "TransformerCanonizer",
+    "EAGER_BASES",
     "import_classes",
     "merge_canonizers",
+    "reverted_on_error",
 ]
 
 _MISSING = object()
-_IMPLEMENTATION = "_attn_implementation_internal"
 CUSTOM_ARCHITECTURE_DOCS = 'docs/custom_architectures.md ("Writing a canonizer for your architecture")'
 
 
@@ -62,7 +44,7 @@ class UnsupportedModuleError(TypeError):
 
 
 @contextmanager
-def _reverted_on_error(instances: list[Canonizer]) -> Iterator[list[Canonizer]]:
+def reverted_on_error(instances: list[Canonizer]) -> Iterator[list[Canonizer]]:
     """Collect applied canonizer instances; if the block raises, remove them newest first and re-raise.
 
     zennit only learns about instances once ``apply`` returns, so a failure half-way through ``apply``
@@ -126,7 +108,7 @@ class InstanceAttributeCanonizer(Canonizer):
 
     def apply(self, root_module: nn.Module) -> list[Canonizer]:
         """Register a copy of this canonizer on every target module; on error, undo the copies registered."""
-        with _reverted_on_error([]) as instances:
+        with reverted_on_error([]) as instances:
             for module in self.targets(root_module):
                 instance = self.copy()
                 instances.append(instance)  # before register: a partial register is undone too
@@ -161,6 +143,14 @@ class InstanceAttributeCanonizer(Canonizer):
         clone.module, clone.saved = None, {}
         return clone
 
+    def merge(self, other: InstanceAttributeCanonizer) -> InstanceAttributeCanonizer:
+        """One canonizer doing the work of ``self`` and ``other`` (same class): by default ``self`` alone.
+
+        Canonizers configured per module type (attention classes, norm classes, gated MLPs) override this
+        to take the union, so that stacking two of them applies each rule once to every type.
+        """
+        return self.copy()
+
 
 def _attribute_store(module: nn.Module, key: str, value: object) -> dict:
     """The dictionary that holds attribute ``key`` of ``module``: its child modules, or its ``__dict__``."""
@@ -187,6 +177,9 @@ class AttentionCanonizer(InstanceAttributeCanonizer):
         super().__init__()
         self.handled_types = tuple(attention_types)
 
+    def merge(self, other: AttentionCanonizer) -> AttentionCanonizer:
+        return AttentionCanonizer(_union(self.handled_types, other.handled_types))
+
     def attributes(self, module: nn.Module) -> dict[str, object]:
         original = _eager_forward(module)
 
@@ -197,29 +190,14 @@ class AttentionCanonizer(InstanceAttributeCanonizer):
         return {"forward": forward}
 
 
-# attention classes chosen at construction by the attention implementation, and their eager base class
-_FUSED_ATTENTION_PATHS = {
-    "transformers.models.gpt_neo.modeling_gpt_neo:GPTNeoFlashAttention2": (
-        "transformers.models.gpt_neo.modeling_gpt_neo:GPTNeoSelfAttention"
-    ),
-}
-
-
-def _eager_bases() -> dict[type, type]:
-    bases = {}
-    for fused_path, eager_path in _FUSED_ATTENTION_PATHS.items():
-        classes = import_classes((fused_path, eager_path))
-        if len(classes) == 2:
-            bases[classes[0]] = classes[1]
-    return bases
-
-
-_EAGER_BASES = _eager_bases()
+EAGER_BASES: dict[type, type] = {}
+"""Attention classes chosen by a fused attention implementation -> their eager base class (filled by the
+architecture modules, e.g. GPT-Neo's flash attention)."""
 
 
 def _eager_forward(module: nn.Module) -> Callable:
     """The module's forward, or its eager base class's forward for fused classes (GPT-Neo flash attention)."""
-    for fused, eager in _EAGER_BASES.items():
+    for fused, eager in EAGER_BASES.items():
         if isinstance(module, fused):
             return partial(eager.forward, module)
     return module.forward
@@ -245,6 +223,9 @@ class ScoreProjectionCanonizer(InstanceAttributeCanonizer):
     def __init__(self, attention_types: tuple[type, ...] = ()) -> None:
         super().__init__()
         self.attention_types = tuple(attention_types)
+
+    def merge(self, other: ScoreProjectionCanonizer) -> ScoreProjectionCanonizer:
+        return ScoreProjectionCanonizer(_union(self.attention_types, other.attention_types))
 
     def targets(self, root_module: nn.Module) -> Iterator[nn.Module]:
         for module in root_module.modules():
@@ -279,6 +260,42 @@ def _rms_forward(module: nn.RMSNorm, shape: tuple[int, ...], x: torch.Tensor) ->
     return constant_rms_norm(x, shape, module.weight, module.eps)
 
 
+class RMSNormCanonizer(InstanceAttributeCanonizer):
+    """Rule LN for the RMS norm classes of model families (``LlamaRMSNorm``, ``T5LayerNorm``, ...).
+
+    Each class computes ``x / sqrt(mean(x^2) + eps) * (weight + offset)``; the root mean square becomes a
+    constant. ``offset`` is 1 for Gemma (which scales by ``1 + weight``), else 0; ``eps`` is read from the
+    module's ``variance_epsilon`` or ``eps``.
+
+    Parameters
+    ----------
+    offsets
+        ``{norm class: weight offset}``.
+
+    """
+
+    def __init__(self, offsets: dict[type, float] | None = None) -> None:
+        super().__init__()
+        self.offsets = dict(offsets or {})
+        self.handled_types = tuple(self.offsets)
+
+    def merge(self, other: RMSNormCanonizer) -> RMSNormCanonizer:
+        return RMSNormCanonizer({**other.offsets, **self.offsets})
+
+    def attributes(self, module: nn.Module) -> dict[str, object]:
+        offset = next(value for kind, value in self.offsets.items() if isinstance(module, kind))
+        return {"forward": partial(_family_rms_forward, module, offset)}
+
+
+def _family_rms_forward(module: nn.Module, offset: float, x: torch.Tensor) -> torch.Tensor:
+    eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
+    return constant_rms_norm(x, x.shape[-1:], module.weight, eps, weight_offset=offset)
+
+
+def _union(first: tuple[type, ...], second: tuple[type, ...]) -> tuple[type, ...]:
+    return first + tuple(kind for kind in second if kind not in first)
+
+
 _ACTIVATION_PATHS = (
     "transformers.activations:GELUActivation",
     "transformers.activations:NewGELUActivation",
@@ -311,332 +328,33 @@ class ActivationCanonizer(InstanceAttributeCanonizer):
         return {"forward": partial(proportional_activation, module.forward, ratio_at_zero=ratio_at_zero)}
 
 
-class EvalEagerCanonizer(Canonizer):
-    """Switch a model to eval mode and to the eager attention path; restore both on remove.
-
-    Every HuggingFace config found on a sub-module gets ``_attn_implementation = "eager"`` so that
-    attention goes through a softmax the AH rule can see, with the model's own padding mask.
-    """
-
-    def __init__(self) -> None:
-        self.training: dict[nn.Module, bool] = {}
-        self.implementations: list[tuple[object, object]] = []
-
-    def apply(self, root_module: nn.Module) -> list[Canonizer]:
-        """Register a copy on the root module."""
-        instance = self.copy()
-        instance.register(root_module)
-        return [instance]
-
-    def register(self, root_module: nn.Module) -> None:
-        """Put every module in eval mode and every config on the eager attention path."""
-        self.training = {module: module.training for module in root_module.modules()}
-        for module in root_module.modules():
-            config = getattr(module, "config", None)
-            if config is None or not hasattr(config, "_attn_implementation"):
-                continue
-            if all(config is not seen for seen, _ in self.implementations):
-                self.implementations.append((config, config.__dict__.get(_IMPLEMENTATION, _MISSING)))
-                config.__dict__[_IMPLEMENTATION] = "eager"
-        root_module.eval()
-
-    def remove(self) -> None:
-        """Restore training flags and attention implementations."""
-        for module, training in self.training.items():
-            module.training = training
-        for config, value in self.implementations:
-            if value is _MISSING:
-                config.__dict__.pop(_IMPLEMENTATION, None)
-            else:
-                config.__dict__[_IMPLEMENTATION] = value
-        self.training, self.implementations = {}, []
-
-    def copy(self) -> EvalEagerCanonizer:
-        return self.__class__()
-
-
-class MultiheadAttentionCanonizer(InstanceAttributeCanonizer):
-    """Rule AH for ``nn.MultiheadAttention``: an explicit forward (no fused fast path)."""
-
-    handled_types = (nn.MultiheadAttention,)
-
-    def unsupported(self, module: nn.Module) -> str | None:
-        if module.bias_k is not None or module.add_zero_attn:
-            return "nn.MultiheadAttention with add_bias_kv or add_zero_attn has no bilrp rule"
-        return None
-
-    def attributes(self, module: nn.Module) -> dict[str, object]:
-        reason = self.unsupported(module)
-        if reason is not None:
-            raise UnsupportedModuleError(f"{reason}: write a canonizer for it, see {CUSTOM_ARCHITECTURE_DOCS}")
-        return {"forward": partial(_multihead_attention_forward, module), VALUE_PROJECTION: ValueProjection(module)}
-
-
-VALUE_PROJECTION = "bilrp_value_projection"
-
-
-class ValueProjection(nn.Linear):
-    """The value part of an ``nn.MultiheadAttention`` input projection, as an ``nn.Linear`` child module.
-
-    ``nn.MultiheadAttention`` keeps its query/key/value projections as raw parameters, which a composite's
-    layer map (``TransformerComposite(linear_rule=...)``) cannot see. While the canonizer is active, the
-    value projection (the only one relevance flows through under rule AH) runs through this module. Its
-    parameters share memory with the attention's own; while they are not swapped by a zennit rule, the
-    forward pass uses the attention's parameters themselves, so parameter gradients are unaffected.
-    """
-
-    def __init__(self, attention: nn.MultiheadAttention) -> None:
-        nn.Module.__init__(self)
-        weight, bias = _value_parameters(attention)
-        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
-        self.weight = nn.Parameter(weight.detach(), requires_grad=weight.requires_grad)
-        self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=bias.requires_grad)
-        self.__dict__["_source"] = (attention, self.weight, self.bias)  # not a child: no module cycle
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        attention, weight, bias = self._source
-        if self.weight is weight and self.bias is bias:  # not modified by a rule: the attention's parameters
-            weight, bias = _value_parameters(attention)
-        else:
-            weight, bias = self.weight, self.bias
-        return F.linear(x, weight, bias)
-
-
-def _input_projections(attention: nn.MultiheadAttention) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-    """``(weight, bias)`` of the query, key and value projections of an ``nn.MultiheadAttention``."""
-    if attention._qkv_same_embed_dim:
-        weights = attention.in_proj_weight.chunk(3)
-    else:
-        weights = (attention.q_proj_weight, attention.k_proj_weight, attention.v_proj_weight)
-    biases = attention.in_proj_bias.chunk(3) if attention.in_proj_bias is not None else (None,) * 3
-    return list(zip(weights, biases, strict=True))
-
-
-def _value_parameters(attention: nn.MultiheadAttention) -> tuple[torch.Tensor, torch.Tensor | None]:
-    return _input_projections(attention)[2]
-
-
-def _multihead_attention_forward(
-    module: nn.MultiheadAttention,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    key_padding_mask: torch.Tensor | None = None,
-    need_weights: bool = True,
-    attn_mask: torch.Tensor | None = None,
-    average_attn_weights: bool = True,
-    is_causal: bool = False,
-) -> tuple[torch.Tensor, None]:
-    if not module.batch_first:
-        query, key, value = (t.transpose(0, 1) for t in (query, key, value))
-    batch, length, dim = query.shape
-    heads = module.num_heads
-    (w_q, b_q), (w_k, b_k), _ = _input_projections(module)
-
-    def split(projected: torch.Tensor) -> torch.Tensor:
-        return projected.view(projected.size(0), projected.size(1), heads, -1).transpose(1, 2)
-
-    # rule AH: scores are constants, so query and key projections read detached inputs; the value
-    # projection is a child module, so that a composite's linear rule applies to it
-    q, k = split(F.linear(query.detach(), w_q, b_q)), split(F.linear(key.detach(), w_k, b_k))
-    v = split(getattr(module, VALUE_PROJECTION)(value))
-    mask = None
-    if attn_mask is not None:
-        mask = _additive_mask(attn_mask, q.dtype)
-        if mask.dim() == 3:
-            mask = mask.view(batch, heads, *mask.shape[-2:])
-    if key_padding_mask is not None:
-        padding = _additive_mask(key_padding_mask, q.dtype)[:, None, None, :]
-        mask = padding if mask is None else (mask + padding).clamp_min(torch.finfo(q.dtype).min)
-    out = attention_with_constant_probabilities(q, k, v, attn_mask=mask, is_causal=is_causal and mask is None)
-    out = out.transpose(1, 2).reshape(batch, length, dim)
-    out = module.out_proj(out)
-    if not module.batch_first:
-        out = out.transpose(0, 1)
-    return out, None
-
-
-def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """PyTorch's boolean "True = masked out" or additive float mask as an additive float mask."""
-    if mask.dtype == torch.bool:
-        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(mask, torch.finfo(dtype).min)
-    return mask.to(dtype)
-
-
-class TransformerEncoderLayerCanonizer(InstanceAttributeCanonizer):
-    """``nn.TransformerEncoderLayer``/``nn.TransformerEncoder``: the unfused path and rule GA.
-
-    The layer's activation *function* (``F.relu``, ``F.gelu``, any callable) becomes proportional; an
-    activation *module* (``nn.GELU()``, ...) is a child module that :class:`ActivationCanonizer` handles.
-    The fused "fast path" and nested tensors are switched off so that every rule is seen.
-    """
-
-    handled_types = (nn.TransformerEncoderLayer, nn.TransformerEncoder)
-
-    def attributes(self, module: nn.Module) -> dict[str, object]:
-        if isinstance(module, nn.TransformerEncoder):
-            return {"use_nested_tensor": False}
-        attributes: dict[str, object] = {"forward": partial(_encoder_layer_forward, module)}
-        if not isinstance(module.activation, nn.Module):
-            attributes["activation"] = partial(proportional_activation, module.activation)
-        return attributes
-
-
-def _encoder_layer_forward(
-    layer: nn.TransformerEncoderLayer,
-    src: torch.Tensor,
-    src_mask: torch.Tensor | None = None,
-    src_key_padding_mask: torch.Tensor | None = None,
-    is_causal: bool = False,
-) -> torch.Tensor:
-    x = src
-    if layer.norm_first:
-        x = x + layer._sa_block(layer.norm1(x), src_mask, src_key_padding_mask, is_causal=is_causal)
-        return x + layer._ff_block(layer.norm2(x))
-    x = layer.norm1(x + layer._sa_block(x, src_mask, src_key_padding_mask, is_causal=is_causal))
-    return layer.norm2(x + layer._ff_block(x))
-
-
-class ArchitectureCanonizer(CompositeCanonizer):
-    """All rules for one architecture: eval + eager attention, AH on its attention classes, LN and GA.
-
-    Subclasses name their attention classes in :attr:`attention_paths` (``"module:Class"``); a class whose
-    module is not installed is skipped.
-    """
-
-    attention_paths: tuple[str, ...] = ()
-    extra: tuple[Callable[[], Canonizer], ...] = ()
-
-    def __init__(self) -> None:
-        attention_types = import_classes(self.attention_paths)
-        super().__init__(
-            [
-                EvalEagerCanonizer(),
-                AttentionCanonizer(attention_types),
-                ScoreProjectionCanonizer(attention_types),
-                LayerNormCanonizer(),
-                ActivationCanonizer(),
-            ]
-            + [make() for make in self.extra]
-        )
-
-    def apply(self, root_module: nn.Module) -> list[Canonizer]:
-        """Apply every canonizer; on error, undo those already applied before re-raising."""
-        with _reverted_on_error([]) as instances:
-            for canonizer in self.canonizers:
-                instances += canonizer.apply(root_module)
-        return instances
-
-    @property
-    def handled_types(self) -> tuple[type, ...]:
-        """Module types this canonizer installs a rule on."""
-        types: tuple[type, ...] = ()
-        for canonizer in self.canonizers:
-            types += getattr(canonizer, "handled_types", ())
-        return types
-
-
-class BertCanonizer(ArchitectureCanonizer):
-    """BERT family (BERT, MiniLM, SBERT checkpoints, ELECTRA-style copies of BERT's attention)."""
-
-    attention_paths = (
-        "transformers.models.bert.modeling_bert:BertSelfAttention",
-        "transformers.models.electra.modeling_electra:ElectraSelfAttention",
-    )
-
-
-class RobertaCanonizer(ArchitectureCanonizer):
-    """RoBERTa, XLM-RoBERTa and CamemBERT."""
-
-    attention_paths = (
-        "transformers.models.roberta.modeling_roberta:RobertaSelfAttention",
-        "transformers.models.xlm_roberta.modeling_xlm_roberta:XLMRobertaSelfAttention",
-        "transformers.models.camembert.modeling_camembert:CamembertSelfAttention",
-    )
-
-
-class MPNetCanonizer(ArchitectureCanonizer):
-    """MPNet; its relative position bias depends on positions only and is a constant already."""
-
-    attention_paths = ("transformers.models.mpnet.modeling_mpnet:MPNetSelfAttention",)
-
-
-class DistilBertCanonizer(ArchitectureCanonizer):
-    """DistilBERT."""
-
-    attention_paths = ("transformers.models.distilbert.modeling_distilbert:DistilBertSelfAttention",)
-
-
-class GPTNeoCanonizer(ArchitectureCanonizer):
-    """GPT-Neo as used by SGPT (global and local attention layers, no 1/sqrt(d) scaling)."""
-
-    attention_paths = ("transformers.models.gpt_neo.modeling_gpt_neo:GPTNeoSelfAttention",)
-
-
-class TorchTransformerCanonizer(ArchitectureCanonizer):
-    """Plain PyTorch ``nn.TransformerEncoder``/``nn.TransformerEncoderLayer``/``nn.MultiheadAttention``."""
-
-    extra = (MultiheadAttentionCanonizer, TransformerEncoderLayerCanonizer)
-
-
-class PoolingCanonizer(AttentionCanonizer):
-    """Rule AH for bilrp's own learnable attention pooling (:class:`~bilrp.models.pooling.QKVPooling`)."""
-
-    def __init__(self, attention_types: tuple[type, ...] = (QKVPooling,)) -> None:
-        super().__init__(attention_types)
-
-
-class PoolingScoreCanonizer(ScoreProjectionCanonizer):
-    """Detach the key projection input of :class:`~bilrp.models.pooling.QKVPooling` (speed-up of rule AH)."""
-
-    def __init__(self, attention_types: tuple[type, ...] = (QKVPooling,)) -> None:
-        super().__init__(attention_types)
-
-
-class TransformerCanonizer(ArchitectureCanonizer):
-    """Every supported architecture at once, plus bilrp's QKV pooling (the default of the composite)."""
-
-    attention_paths = tuple(
-        path
-        for family in (BertCanonizer, RobertaCanonizer, MPNetCanonizer, DistilBertCanonizer, GPTNeoCanonizer)
-        for path in family.attention_paths
-    )
-    extra = (*TorchTransformerCanonizer.extra, PoolingCanonizer, PoolingScoreCanonizer)
-
-
-def _leaves(canonizers: Iterable[Canonizer]) -> Iterator[Canonizer]:
-    """Bilrp's canonizers with architecture bundles opened; other canonizers as they are."""
-    for canonizer in canonizers:
-        if isinstance(canonizer, ArchitectureCanonizer):
-            yield from _leaves(canonizer.canonizers)
-        else:
-            yield canonizer
-
-
 def merge_canonizers(canonizers: Iterable[Canonizer]) -> list[Canonizer]:
     """One canonizer per rule: stacked bilrp canonizers merged, so that no rule is applied twice.
 
-    Architecture bundles are opened; all attention canonizers become one :class:`AttentionCanonizer` over
-    the union of their attention classes (likewise the score projections); any other bilrp canonizer class
-    is kept once, and the score-projection speed-up comes last. Canonizers that are not bilrp's (zennit's
-    ``SequentialMergeBatchNorm``, ...) run first, in the order given.
+    Bundles (zennit composite canonizers holding bilrp canonizers, such as the architecture canonizers)
+    are opened. Canonizers of the same class are merged (:meth:`InstanceAttributeCanonizer.merge`: the
+    union of their attention, norm or MLP classes). The score-projection speed-up comes last. Canonizers
+    that are not bilrp's (zennit's ``SequentialMergeBatchNorm``, ...) run first, in the order given.
     """
     foreign: list[Canonizer] = []
     merged: dict[type, Canonizer] = {}
-    attention: dict[type, tuple[type, ...]] = {AttentionCanonizer: (), ScoreProjectionCanonizer: ()}
     for canonizer in _leaves(canonizers):
-        family = next((kind for kind in attention if isinstance(canonizer, kind)), None)
-        if family is not None:
-            types = canonizer.handled_types if family is AttentionCanonizer else canonizer.attention_types
-            attention[family] += tuple(t for t in types if t not in attention[family])
-            merged.setdefault(family, canonizer)
-        elif isinstance(canonizer, (InstanceAttributeCanonizer, EvalEagerCanonizer)):
-            merged.setdefault(type(canonizer), canonizer)
+        if isinstance(canonizer, (InstanceAttributeCanonizer, EvalEagerCanonizer)):
+            kind = type(canonizer)
+            merged[kind] = canonizer.merge(merged[kind]) if kind in merged else canonizer.copy()
         else:
             foreign.append(canonizer)
-    leaves = [
-        family(attention[family]) if family in attention else canonizer.copy() for family, canonizer in merged.items()
-    ]
+    leaves = list(merged.values())
     # the score-projection speed-up wraps whatever forward the projections end up with: it goes last
     leaves.sort(key=lambda canonizer: isinstance(canonizer, ScoreProjectionCanonizer))
     return foreign + leaves
+
+
+def _leaves(canonizers: Iterable[Canonizer]) -> Iterator[Canonizer]:
+    """The canonizers with bundles of bilrp canonizers opened; other canonizers as they are."""
+    for canonizer in canonizers:
+        inner = getattr(canonizer, "canonizers", None)
+        if inner is not None and any(isinstance(c, (InstanceAttributeCanonizer, EvalEagerCanonizer)) for c in inner):
+            yield from _leaves(inner)
+        else:
+            yield canonizer

@@ -72,6 +72,8 @@ def certificate_error(
 ) -> float:
     """Largest relative violation of conservation and homogeneity (see the module docstring).
 
+    Any non-finite value (NaN, infinity) gives ``inf``: it is never within tolerance.
+
     Parameters
     ----------
     contributions_sum
@@ -81,6 +83,8 @@ def certificate_error(
 
     """
     c, z, y, p = (t.detach().double() for t in (contributions_sum, zero, output, probe))
+    if not all(bool(torch.isfinite(t).all()) for t in (c, z, y, p)):
+        return float("inf")  # a NaN or infinity is never certified
     scale = (c.abs() + z.abs() + y.abs()).flatten(1).amax(1).clamp_min(1e-30)
     conservation = (c + z - y).abs().flatten(1).amax(1) / scale
     homogeneity = ((p - z) - PROBE_SCALE * (y - z)).abs().flatten(1).amax(1) / (abs(PROBE_SCALE) * scale)
@@ -268,6 +272,13 @@ def refuse(error: float, dtype: torch.dtype, culprit: tuple[str, nn.Module, floa
         else "no single module's output breaks it, so the non-linearity sits outside any module (in the pooling, "
         "the similarity or the explained function itself)"
     )
+    if error == float("inf"):
+        return CertificateError(
+            "relevance refused: the network under the LRP rules gives NaN or infinite values"
+            + (f" first at module {culprit[0] or '<root>'!r} ({type(culprit[1]).__qualname__})" if culprit else "")
+            + f" ({str(dtype).replace('torch.', '')}); check the model's own output on these inputs (a fully "
+            "masked attention row, an overflow) before explaining it"
+        )
     return CertificateError(
         f"relevance refused: the network under the LRP rules is not affine in its input (certificate error "
         f"{error:.2e}, tolerance {tolerance(dtype):.1e} for {str(dtype).replace('torch.', '')}); {where}. "

@@ -101,7 +101,8 @@ def _register_explain(subparsers: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "JSON output: {model, method, text_a, text_b, tokens_a, tokens_b, relevance (rows: tokens of A, "
-            "columns: tokens of B), score, bias}, with sum(relevance) + bias == score."
+            "columns: tokens of B), score, bias, prompt_a, prompt_b, prompt_length_a, prompt_length_b}, with "
+            "sum(relevance) + bias == score."
         ),
     )
     explain.add_argument("text_a", metavar="TEXT_A", help="the first text")
@@ -257,7 +258,7 @@ def run_explain(args: argparse.Namespace) -> int:
             raise UsageError(f"{side} is empty: give a text with at least one non-space character")
     outputs = check_outputs(args.out)
 
-    from .explanation import explain
+    from .explainer import explain
 
     model = load_model(args.model, args.pooling, args.similarity)
     explanation = explain(model, args.text_a, args.text_b, method=args.method, truncate=not args.no_truncate)

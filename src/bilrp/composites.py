@@ -10,14 +10,13 @@ from zennit.composites import LayerMapComposite
 from zennit.core import Composite, Hook
 from zennit.rules import Pass
 
+from .architectures import ArchitectureCanonizer, TransformerCanonizer
 from .canonizers import (
     CUSTOM_ARCHITECTURE_DOCS,
     ActivationCanonizer,
-    ArchitectureCanonizer,
     EvalEagerCanonizer,
     InstanceAttributeCanonizer,
     ScoreProjectionCanonizer,
-    TransformerCanonizer,
     UnsupportedModuleError,
     merge_canonizers,
 )
@@ -40,7 +39,7 @@ FORWARD_GRAPH_RULES = ("Epsilon", "Gamma", "ZPlus", "AlphaBeta", "Pass")
 
 
 def default_canonizers() -> list[Canonizer]:
-    """One :class:`~bilrp.canonizers.TransformerCanonizer`: rules for every supported architecture."""
+    """One :class:`~bilrp.architectures.TransformerCanonizer`: the rules of every registered family."""
     return [TransformerCanonizer()]
 
 

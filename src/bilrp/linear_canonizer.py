@@ -8,7 +8,8 @@ from functools import partial
 from torch import nn
 from zennit.core import Hook
 
-from .canonizers import InstanceAttributeCanonizer, UnsupportedModuleError, ValueProjection
+from .architectures.torch import ValueProjection
+from .canonizers import InstanceAttributeCanonizer, UnsupportedModuleError
 from .linear_rules import LinearRule
 from .rule_translation import forward_graph_rule
 
@@ -51,7 +52,7 @@ class LinearRuleCanonizer(InstanceAttributeCanonizer):
     a module has; apply it *before* :class:`~bilrp.canonizers.ScoreProjectionCanonizer` to keep that
     speed-up's detached input (either order gives the same relevance, since no relevance flows through the
     attention scores). For ``nn.MultiheadAttention`` apply it after
-    :class:`~bilrp.canonizers.MultiheadAttentionCanonizer`, which creates the value-projection child.
+    :class:`~bilrp.architectures.torch.MultiheadAttentionCanonizer`, which creates the value-projection child.
 
     """
 

@@ -9,6 +9,8 @@ what lets the BiLRP engine use forward mode.
 - **LN** (layer norm): the standard deviation ``sqrt(var + eps)`` is a constant, :func:`constant_std_layer_norm`.
 - **GA** (gated activation): ``act(x) = x * [act(x) / x]`` with the ratio constant,
   :func:`proportional_activation`.
+- **Gated linear units** (``act(x W1) * (x W2)``): the activated gate is a constant (or AttnLRP's uniform
+  split), :func:`gated_product`.
 
 Linear layers need no rule for LRP-0: its relevance is gradient times input. Other zennit rules for
 linear layers (``Epsilon``, ``Gamma``, ...) run through :class:`GradientRule`, which converts between
@@ -34,7 +36,12 @@ __all__ = [
     "constant_std_layer_norm",
     "constant_rms_norm",
     "proportional_activation",
+    "gated_product",
+    "GATE_RULES",
 ]
+
+GATE_RULES = ("constant_gate", "uniform")
+"""Rules for the product ``act(gate) * up`` of a gated linear unit (see :func:`gated_product`)."""
 
 _SOFTMAX_FUNCTIONS = {F.softmax, torch.softmax, torch.Tensor.softmax, torch.special.softmax}
 
@@ -89,8 +96,24 @@ class DetachedAttention(TorchFunctionMode):
         if func is F.scaled_dot_product_attention:
             return attention_with_constant_probabilities(*args, **kwargs)
         if func in _SOFTMAX_FUNCTIONS:
-            return constant(lambda: func(*args, **kwargs), like=args[0] if args else kwargs["input"])
+            scores = args[0] if args else kwargs["input"]
+            return constant(lambda: _softmax(func, scores, args[1:], kwargs), like=scores)
         return func(*args, **kwargs)
+
+
+def _softmax(func, scores: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor:
+    """``func(scores, ...)``, in the scores' own dtype when a lower one was asked for.
+
+    HF's eager attention asks for a float32 softmax. On float64 scores, masked with float64's lowest value,
+    that cast would turn the mask into ``-inf`` (a fully masked row into NaN) and round the probabilities,
+    the rule's constants, to float32. The probabilities are computed in the scores' dtype instead: in a
+    float32 model nothing changes.
+    """
+    kwargs = {key: value for key, value in kwargs.items() if key != "input"}
+    wanted = kwargs.pop("dtype", None)
+    if wanted is not None and torch.finfo(wanted).bits >= torch.finfo(scores.dtype).bits:
+        scores = scores.to(wanted)
+    return func(scores, *args, **kwargs)
 
 
 def constant_std_layer_norm(
@@ -114,14 +137,21 @@ def constant_std_layer_norm(
 
 
 def constant_rms_norm(
-    x: torch.Tensor, normalized_shape: tuple[int, ...], weight: torch.Tensor | None, eps: float | None
+    x: torch.Tensor,
+    normalized_shape: tuple[int, ...],
+    weight: torch.Tensor | None,
+    eps: float | None,
+    weight_offset: float = 0.0,
 ) -> torch.Tensor:
-    """RMS normalisation with the root mean square held constant (rule LN for RMSNorm)."""
+    """RMS normalisation with the root mean square held constant (rule LN for RMSNorm).
+
+    ``weight_offset`` is added to the weight (Gemma scales by ``1 + weight``).
+    """
     dims = tuple(range(-len(normalized_shape), 0))
     eps = torch.finfo(x.dtype).eps if eps is None else eps
     rms = lambda: (x.detach().pow(2).mean(dim=dims, keepdim=True) + eps).sqrt()  # noqa: E731
     out = scale_by_constant(x, rms, divide=True)
-    return out * weight if weight is not None else out
+    return out * (weight + weight_offset) if weight is not None else out
 
 
 def proportional_activation(
@@ -141,6 +171,34 @@ def proportional_activation(
         )
 
     return scale_by_constant(x, ratio)
+
+
+def gated_product(gate: torch.Tensor, up: torch.Tensor, rule: str = "constant_gate") -> torch.Tensor:
+    """The product ``gate * up`` of a gated linear unit (GeGLU, SwiGLU, gated-GELU) under an LRP rule.
+
+    ``gate`` is the activated gate ``act(x W_gate)``, ``up`` the linear branch ``x W_up``. The forward value is
+    the product either way.
+
+    - ``"constant_gate"`` (default): the activated gate is a constant, so relevance flows through ``up``
+      only. It is the rule AH and GA already apply to the gates of a Transformer (attention probabilities
+      over the values, the activation ratio): a gate decides how much of a signal passes, and relevance
+      follows the signal.
+    - ``"uniform"``: AttnLRP's rule for products of two input-dependent tensors, which splits the relevance
+      evenly between the factors: ``0.5 * (gate_c * up + gate * up_c)`` with ``_c`` constants.
+
+    Parameters
+    ----------
+    gate, up
+        The two factors, of the same shape.
+    rule
+        One of :data:`GATE_RULES`.
+
+    """
+    if rule == "constant_gate":
+        return scale_by_constant(up, gate.detach)
+    if rule == "uniform":
+        return 0.5 * (scale_by_constant(up, gate.detach) + scale_by_constant(gate, up.detach))
+    raise ValueError(f"unknown gate rule {rule!r}: choose one of {', '.join(GATE_RULES)}")
 
 
 class GradientRule(Hook):

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from .. import datasets
 from .._io import json_text, write_json, write_text
 from .._validation import optional_positive_int, positive_int
-from ..explanation import Explanation, explain_batch
+from ..explainer import explain_batch
+from ..explanation import Explanation
 from ..models import SimilarityModel
 from .specs import slug
 

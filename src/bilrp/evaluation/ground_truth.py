@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .._io import csv_text, figure_bytes, json_text, markdown_table
 from ..datasets import SimilarityPair
-from ..explanation import explain_batch
+from ..explainer import explain_batch
 from ..models import DEFAULT_MODEL, SimilarityModel
 from ..nlp import load_spacy
 from .data import as_pairs

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .._io import csv_text, figure_bytes, json_text, markdown_table
 from ..datasets import SimilarityPair
-from ..explanation import explain_batch
+from ..explainer import explain_batch
 from ..models import SimilarityModel
 from .data import as_pairs
 from .errors import EvaluationError, check_choices, check_fraction, check_positive

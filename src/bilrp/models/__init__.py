@@ -1,10 +1,21 @@
-"""Similarity models: encoder + pooling + similarity."""
+"""Similarity models: encoder + pooling + head + similarity."""
 
 from .._catalog import DEFAULT_MODEL
 from .coerce import as_similarity_model
 from .errors import ModelLoadError
+from .heads import DenseLayer, L2Normalize, TruncateDim
 from .loading import resolve_model_path
-from .pooling import POOLINGS, CLSPooling, MeanPooling, QKVPooling, WeightedMeanPooling, make_pooling
+from .pooling import (
+    POOLINGS,
+    CLSPooling,
+    LastTokenPooling,
+    MaxPooling,
+    MeanPooling,
+    MeanSqrtLenPooling,
+    QKVPooling,
+    WeightedMeanPooling,
+    make_pooling,
+)
 from .similarity_model import SIMILARITIES, SimilarityModel, TextTooLongError
 
 __all__ = [
@@ -15,6 +26,12 @@ __all__ = [
     "MeanPooling",
     "WeightedMeanPooling",
     "QKVPooling",
+    "LastTokenPooling",
+    "MaxPooling",
+    "MeanSqrtLenPooling",
+    "DenseLayer",
+    "L2Normalize",
+    "TruncateDim",
     "make_pooling",
     "SimilarityModel",
     "ModelLoadError",

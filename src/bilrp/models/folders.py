@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import ModelLoadError
 from .lengths import check_seq_length
-from .st_pipeline import check_include_prompt, check_pipeline, check_st_settings, check_transformer_config
+from .st_pipeline import check_include_prompt, check_pipeline, check_transformer_config, st_settings
 from .tokenizer_checks import TOKENIZER_FILES_WORDING
 
 __all__ = ["read_json", "sentence_transformers_defaults", "check_model_folder", "weights_file"]
@@ -66,6 +66,12 @@ def read_json(path: Path, kind: type = dict):
 def sentence_transformers_defaults(folder: Path, pooling_given: bool = False, max_length_given: bool = False) -> dict:
     """Defaults read from a sentence-transformers folder (``{}`` without ``modules.json``), after checking
     that its pipeline is one bilrp implements.
+
+    Keys: ``transformer_path``, ``max_length`` (with ``max_length_where``), ``do_lower_case``,
+    ``pooling_config`` (with ``pooling_where``), ``head_entries`` (``(class name, folder, where)`` of every
+    module after Pooling, for :func:`bilrp.models.st_heads.folder_head`), and from
+    ``config_sentence_transformers.json`` ``similarity_fn_name``, ``truncate_dim``, ``prompts`` and
+    ``default_prompt_name``; each only when the folder sets it.
     """
     modules_file = folder / "modules.json"
     if not modules_file.is_file():
@@ -73,16 +79,20 @@ def sentence_transformers_defaults(folder: Path, pooling_given: bool = False, ma
     entries = _module_entries(modules_file, folder)
     check_pipeline([(kind, f"path {path!r}") for kind, path in entries], str(modules_file), pooling_given)
     transformer_path = folder / entries[0][1]
-    defaults: dict = {"normalized": len(entries) > 2, "transformer_path": str(transformer_path)}
+    defaults: dict = {"transformer_path": str(transformer_path)}
     defaults.update(_transformer_defaults(transformer_path / "sentence_bert_config.json", max_length_given))
     if len(entries) > 1:
         defaults.update(_pooling_defaults(folder / entries[1][1] / "config.json", modules_file))
+    defaults["head_entries"] = [
+        (kind.rsplit(".", 1)[-1], folder / path, f"{modules_file}: module {index} ({kind.rsplit('.', 1)[-1]})")
+        for index, (kind, path) in enumerate(entries[2:], start=2)
+    ]
     defaults.update(_st_config_defaults(folder / "config_sentence_transformers.json"))
     return defaults
 
 
 def _module_entries(modules_file: Path, folder: Path) -> list[tuple[str, str]]:
-    """``(class name, path)`` of each module listed in ``modules_file``."""
+    """``(qualified class name, path)`` of each module listed in ``modules_file``."""
     entries = []
     for index, module in enumerate(read_json(modules_file, list)):
         if not isinstance(module, dict):
@@ -96,7 +106,7 @@ def _module_entries(modules_file: Path, folder: Path) -> list[tuple[str, str]]:
             raise ModelLoadError(f"{modules_file}: entry {index} ({kind}) has no 'path' string: fix the file")
         if index == 0 and not (folder / path).is_dir():  # Normalize, for one, has no folder
             raise ModelLoadError(f"{modules_file}: entry {index} ({kind}) path {path!r} is not a folder in {folder}")
-        entries.append((kind.rsplit(".", 1)[-1], path))
+        entries.append((kind, path))
     return entries
 
 
@@ -127,7 +137,7 @@ def _pooling_defaults(pooling_file: Path, modules_file: Path) -> dict:
 
 
 def _st_config_defaults(st_config: Path) -> dict:
-    """``similarity_fn_name`` from ``config_sentence_transformers.json``, after checking its settings."""
+    """``similarity_fn_name``, ``truncate_dim`` and the prompts from ``config_sentence_transformers.json``."""
     if not st_config.is_file():
         return {}
     config = read_json(st_config)
@@ -137,10 +147,10 @@ def _st_config_defaults(st_config: Path) -> dict:
             f"{st_config}: model_type {model_type!r}: bilrp explains SentenceTransformer bi-encoders and "
             "cannot explain this model yet"
         )
-    check_st_settings(
+    settings = st_settings(
         config.get("truncate_dim"), config.get("default_prompt_name"), config.get("prompts") or {}, str(st_config)
     )
-    return {"similarity_fn_name": config.get("similarity_fn_name")}
+    return {"similarity_fn_name": config.get("similarity_fn_name"), **settings}
 
 
 # ---------------------------------------------------------------------------------------------- hf folders

