@@ -13,6 +13,7 @@ import html
 import io
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -21,7 +22,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .explanation import Explanation, TokenPair
+if TYPE_CHECKING:  # annotations only: plotting sits above explanation, which calls it for its pictures
+    from .explanation import Explanation, TokenPair
 
 __all__ = [
     "plot_pairs",
