@@ -43,6 +43,8 @@ import math
 import torch
 from torch import nn
 
+from reference_models import ACTIVATIONS as BASE_ACTIVATIONS
+
 __all__ = [
     "GATE_RULES",
     "NUMERICS",
@@ -69,21 +71,10 @@ NUMERICS = ("rule", "rule-float32-ah", "eager", "sdpa")
 
 
 # ---------------------------------------------------------------------------------------------- the rules
-def _gelu_erf(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
-
-
-def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
-
-
-ACTIVATIONS = {
-    "gelu": _gelu_erf,
-    "gelu_new": _gelu_tanh,
-    "gelu_pytorch_tanh": _gelu_tanh,
+ACTIVATIONS = {  # the GELU family and ReLU as in reference_models.py, plus the SiLU of the Llama family
+    **BASE_ACTIVATIONS,
     "silu": lambda x: x * torch.sigmoid(x),
     "swish": lambda x: x * torch.sigmoid(x),
-    "relu": lambda x: x.clamp_min(0.0),
 }
 
 

@@ -172,7 +172,8 @@ def _encode_texts(
     model: SimilarityModel, keys: list[tuple[str | None, str]], batch_size: int, truncate: bool
 ) -> dict[tuple[str | None, str], dict]:
     """Tokenize and embed every distinct ``(prompt name, text)`` once, by length to keep padding small."""
-    lengths = {key: len(model.tokenize([key[1]], prompt_name=key[0])["tokens"][0]) for key in keys}
+    full = {key: model.prompt(key[0]) + key[1] for key in keys}  # lengths only order the batches: no warnings
+    lengths = {key: len(model.tokenizer(text, truncation=False)["input_ids"]) for key, text in full.items()}
     ordered = sorted(keys, key=lambda key: (str(key[0]), lengths[key]))
     encoded: dict[tuple[str | None, str], dict] = {}
     for start in range(0, len(ordered), batch_size):
