@@ -156,6 +156,7 @@ class AffinityProbe:
     def __init__(self, root: nn.Module) -> None:
         self.root = root
         self.calls: list[_ModuleCall] = []
+        self.completed = 0
         self.has_tokens = False
 
     @contextmanager
@@ -188,7 +189,8 @@ class AffinityProbe:
                 out, given = _first_tensor(output), _first_tensor((*args, *kwargs.values()))
                 call.output = _Sums(out.detach()) if _is_float(out) else None
                 call.input = _Sums(given.detach()) if _is_float(given) else None
-                call.done = sum(1 for c in self.calls if c.done) + 1
+                self.completed += 1
+                call.done = self.completed
 
             return store
 

@@ -21,7 +21,7 @@ from .canonizers import (
     merge_canonizers,
 )
 from .linear_canonizer import LinearRuleCanonizer
-from .rule_translation import forward_graph_rule
+from .rule_translation import FORWARD_GRAPH_RULES, forward_graph_rule, rule_name
 from .rules import GradientRule
 
 __all__ = [
@@ -33,10 +33,6 @@ __all__ = [
     "FORWARD_GRAPH_RULES",
     "CUSTOM_ARCHITECTURE_DOCS",
 ]
-
-FORWARD_GRAPH_RULES = ("Epsilon", "Gamma", "ZPlus", "AlphaBeta", "Pass")
-"""The zennit linear-layer rules bilrp runs in the forward graph (exact and certified)."""
-
 
 def default_canonizers() -> list[Canonizer]:
     """One :class:`~bilrp.architectures.TransformerCanonizer`: the rules of every registered family."""
@@ -61,16 +57,6 @@ class ReverseRemoval:
         self.hook_refs.clear()
 
 
-def _translated(rule: Hook):
-    translated = forward_graph_rule(rule)
-    if translated is None:
-        raise ValueError(
-            f"zennit rule {_rule_name(rule)} has no forward-graph form in bilrp, so its relevance could not be "
-            f"certified: choose one of {', '.join(FORWARD_GRAPH_RULES)} for linear layers"
-        )
-    return translated
-
-
 def _with_linear_rules(
     canonizers: list[Canonizer], rule: Hook | None, rules_by_name: dict[str, Hook]
 ) -> list[Canonizer]:
@@ -82,12 +68,12 @@ def _with_linear_rules(
     """
     rule_canonizers: list[Canonizer] = []
     if rule is not None:
-        rule_canonizers.append(LinearRuleCanonizer(_translated(rule)))
+        rule_canonizers.append(LinearRuleCanonizer(rule))
     by_rule: dict[int, tuple[Hook, list[str]]] = {}
     for name, named_rule in rules_by_name.items():
         by_rule.setdefault(id(named_rule), (named_rule, []))[1].append(name)
     for named_rule, names in by_rule.values():
-        rule_canonizers.append(LinearRuleCanonizer(_translated(named_rule), names=names))
+        rule_canonizers.append(LinearRuleCanonizer(named_rule, names=names))
     position = next(
         (i for i, c in enumerate(canonizers) if isinstance(c, ScoreProjectionCanonizer)), len(canonizers)
     )
@@ -197,10 +183,6 @@ class PlainComposite(ReverseRemoval, Composite):
         super().__init__(canonizers=[EvalEagerCanonizer()])
 
 
-def _rule_name(rule: Hook) -> str:
-    return f"{type(rule).__module__.split('.')[0]}.rules.{type(rule).__name__}" if rule is not None else "None"
-
-
 def _bilrp_rule_for(module: nn.Module, composite: TransformerComposite) -> str:
     """What bilrp does with ``module`` (for messages about a clashing zennit rule)."""
     for canonizer in composite.all_canonizers():
@@ -253,7 +235,7 @@ def resolve_composite(composite: Composite | None, model: nn.Module) -> Transfor
             continue
         else:
             raise ValueError(
-                f"zennit rule {_rule_name(rule)} on module {name or '<root>'!r} ({type(module).__qualname__}) "
+                f"zennit rule {rule_name(rule)} on module {name or '<root>'!r} ({type(module).__qualname__}) "
                 f"clashes with bilrp's {_bilrp_rule_for(module, judge)}: bilrp runs only rules with an exact "
                 f"forward-graph form ({', '.join(FORWARD_GRAPH_RULES)} on nn.Linear, Pass on activations); "
                 "remove that rule from the composite"

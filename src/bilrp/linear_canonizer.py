@@ -11,7 +11,7 @@ from zennit.core import Hook
 from .architectures.torch import ValueProjection
 from .canonizers import InstanceAttributeCanonizer, UnsupportedModuleError
 from .linear_rules import LinearRule
-from .rule_translation import forward_graph_rule
+from .rule_translation import translate
 
 __all__ = ["LinearRuleCanonizer"]
 
@@ -66,13 +66,7 @@ class LinearRuleCanonizer(InstanceAttributeCanonizer):
     ) -> None:
         super().__init__()
         if isinstance(rule, Hook):
-            translated = forward_graph_rule(rule)
-            if translated is None:
-                raise ValueError(
-                    f"zennit rule {type(rule).__qualname__} has no forward-graph form for nn.Linear, so its relevance "
-                    "could not be certified: choose Epsilon, Gamma, ZPlus, AlphaBeta or Pass"
-                )
-            rule = translated
+            rule = translate(rule)
         if not callable(rule):
             raise TypeError(f"rule must be a callable rule(module, x) or a zennit rule, not {type(rule).__name__}")
         if modules is not None and names is not None:

@@ -27,7 +27,7 @@ from .linear_rules import (
     zplus_linear,
 )
 
-__all__ = ["forward_graph_rule"]
+__all__ = ["forward_graph_rule", "translate", "rule_name", "FORWARD_GRAPH_RULES"]
 
 
 def _nested_codes(code: types.CodeType) -> set[types.CodeType]:
@@ -147,6 +147,26 @@ _TRANSLATORS: dict[type, Callable[[Hook], LinearRule]] = {
     zennit.rules.AlphaBeta: _translate_alpha_beta,
     zennit.rules.Pass: _translate_pass,
 }
+
+
+FORWARD_GRAPH_RULES = tuple(kind.__name__ for kind in _TRANSLATORS)
+"""The zennit linear-layer rules bilrp runs in the forward graph (exact and certified)."""
+
+
+def rule_name(rule: Hook) -> str:
+    """``zennit.rules.Epsilon`` for a rule object: its package and class, for messages."""
+    return f"{type(rule).__module__.split('.')[0]}.rules.{type(rule).__name__}"
+
+
+def translate(rule: Hook) -> LinearRule:
+    """:func:`forward_graph_rule`, or a one-line ``ValueError`` for a rule without a forward-graph form."""
+    translated = forward_graph_rule(rule)
+    if translated is None:
+        raise ValueError(
+            f"zennit rule {rule_name(rule)} has no forward-graph form in bilrp, so its relevance could not be "
+            f"certified: choose one of {', '.join(FORWARD_GRAPH_RULES)} for linear layers"
+        )
+    return translated
 
 
 def forward_graph_rule(rule: Hook) -> LinearRule | None:

@@ -226,7 +226,7 @@ class InteractionAttribution(PairAttribution):
         if baselines is not None:
             base_a, base_b = _baseline_pair(baselines, emb_a, emb_b)
             reference = torch.cat([_pad(base_a, width), _pad(base_b, width)])
-        contributions, phi = self.contributions(embeddings, masks, internal_batch_size, reference)
+        contributions, phi = self._factor(embeddings, masks, internal_batch_size, reference)  # checked, explaining
         batch = emb_a.shape[0]
         return self.combine(
             contributions[:batch, :length_a], contributions[batch:, :length_b], phi[:batch], phi[batch:]
