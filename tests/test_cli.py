@@ -80,7 +80,10 @@ def test_json_output_equals_the_python_api(explained, api_explanation):
     assert set(data) == set(expected) == {
         *("model", "method", "text_a", "text_b", "tokens_a", "tokens_b", "relevance", "score", "bias"),
         *("prompt_a", "prompt_b", "prompt_length_a", "prompt_length_b"),
+        *("rules", "bias_share", "tokens_a_with_bias_b", "bias_a_with_tokens_b", "bias_with_bias", "step_error"),
     }
+    decomposed = sum(data["tokens_a_with_bias_b"]) + sum(data["bias_a_with_tokens_b"]) + data["bias_with_bias"]
+    assert decomposed + data["step_error"] == pytest.approx(data["bias"], abs=1e-6)
     for key in ("model", "method", "text_a", "text_b", "tokens_a", "tokens_b"):
         assert data[key] == expected[key]
     assert data["tokens_a"][0] == "[CLS]" and len(data["relevance"]) == len(data["tokens_a"])
@@ -248,7 +251,7 @@ def test_summary_lists_pairs_of_each_sign_or_says_none():
     relevance = torch.tensor([[0.5, 0.0], [0.25, 0.125]])
     explanation = bilrp.Explanation(["[CLS]", "Ġguitar"], ["x", "y"], relevance, score=1.0, bias=0.125)
     lines = cli.format_summary(explanation, k=2).splitlines()
-    assert lines[3] == "score   1.0000 = sum of R 0.8750 + bias 0.1250"
+    assert lines[3] == "score   1.0000 = sum of R 0.8750 + bias 0.1250   (bias share 12%)"
     assert lines[lines.index("top 2 positive pairs (raise the similarity)") + 2].split() == [
         "+0.5000",
         "0",
@@ -258,6 +261,28 @@ def test_summary_lists_pairs_of_each_sign_or_says_none():
     ]
     assert lines[lines.index("top 2 positive pairs (raise the similarity)") + 3].split()[2] == "guitar"
     assert lines[-2:] == ["top 0 negative pairs (lower the similarity)", "  (none)"]
+
+
+def test_summary_shows_the_bias_decomposition_and_rules(tmp_path):
+    result = run_bilrp("explain", "a dog runs", "a cat sleeps", "--rules", "epsilon=0.1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "rules epsilon=0.1)" in lines[3] and "bias share" in lines[3]
+    assert lines[4].startswith("bias ") and "tokens of A x bias of B" in lines[4] and "bias x bias" in lines[4]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (("--rules", "eps"), "unknown rule set 'eps'"),
+        (("--rules", "epsilon=-1"), "non-negative number"),
+        (("--rules", "paper", "--method", "hxp"), "--rules chooses BiLRP's rules"),
+    ],
+)
+def test_bad_rules_are_one_line_exit_2(tmp_path, arguments, message):
+    result = run_bilrp("explain", "a", "b", *arguments, "--out", "x.json", cwd=tmp_path)
+    assert_user_error(result.returncode, result.stdout, result.stderr, message)
+    assert files_in(tmp_path) == []
 
 
 def test_argument_errors_are_one_line(capsys):

@@ -80,7 +80,16 @@ def test_json_round_trip(model, tmp_path):
         "prompt_b",
         "prompt_length_a",
         "prompt_length_b",
+        "rules",
+        "bias_share",
+        "tokens_a_with_bias_b",
+        "bias_a_with_tokens_b",
+        "bias_with_bias",
+        "step_error",
     }
+    assert loaded.rules == explanation.rules and loaded.has_decomposition
+    assert torch.allclose(loaded.decomposition(), explanation.decomposition())
+    assert abs(loaded.bias_share - explanation.bias_share) < 1e-12
 
 
 def test_bad_inputs_raise_clear_errors(model):

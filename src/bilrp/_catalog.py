@@ -13,7 +13,15 @@ import importlib.util
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["VERSION", "METHOD_NAMES", "POOLING_NAMES", "SIMILARITY_NAMES", "DEFAULT_MODEL", "lazy_exports"]
+__all__ = [
+    "VERSION",
+    "METHOD_NAMES",
+    "POOLING_NAMES",
+    "SIMILARITY_NAMES",
+    "RULE_SET_NAMES",
+    "DEFAULT_MODEL",
+    "lazy_exports",
+]
 
 VERSION = "0.1.0"
 """The version of bilrp (``bilrp.__version__``)."""
@@ -23,6 +31,9 @@ METHOD_NAMES = ("bilrp", "hxp", "embedding", "random", "ij")
 
 POOLING_NAMES = ("cls", "mean", "weighted_mean", "qkv", "last_token", "max", "mean_sqrt_len")
 """Poolings of a similarity model (``bilrp.models.POOLINGS``)."""
+
+RULE_SET_NAMES = ("paper", "epsilon", "gamma", "attnlrp", "attnlrp-epsilon")
+"""Named LRP rule sets (the keys of ``bilrp.rule_sets.RULE_SETS``)."""
 
 SIMILARITY_NAMES = ("dot", "cosine")
 """Similarities of two embeddings (``bilrp.models.SIMILARITIES``)."""

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 from zennit.canonizers import Canonizer
 
+from .attention_rules import attention_mode, check_attention_rule
 from .eval_eager import EvalEagerCanonizer
-from .rules import DetachedAttention, constant_rms_norm, constant_std_layer_norm, proportional_activation
+from .rules import constant_rms_norm, constant_std_layer_norm, proportional_activation
 
 __all__ = [
     "UnsupportedModuleError",
@@ -164,27 +165,37 @@ def _attribute_store(module: nn.Module, key: str, value: object) -> dict:
 
 
 class AttentionCanonizer(InstanceAttributeCanonizer):
-    """Rule AH: run the forward of attention modules under :class:`~bilrp.rules.DetachedAttention`.
+    """The attention rule: run the forward of attention modules under the rule's torch function mode.
 
     Parameters
     ----------
     attention_types
         The attention module classes whose softmax gives the attention probabilities.
+    rule
+        ``"ah"`` (constant probabilities, :class:`~bilrp.attention_rules.DetachedAttention`) or
+        ``"attnlrp"`` (:class:`~bilrp.attention_rules.AttnLRPAttention`).
 
     """
 
-    def __init__(self, attention_types: tuple[type, ...] = ()) -> None:
+    def __init__(self, attention_types: tuple[type, ...] = (), rule: str = "ah") -> None:
         super().__init__()
         self.handled_types = tuple(attention_types)
+        self.rule = check_attention_rule(rule)
 
     def merge(self, other: AttentionCanonizer) -> AttentionCanonizer:
-        return AttentionCanonizer(_union(self.handled_types, other.handled_types))
+        if other.rule != self.rule:
+            raise ValueError(
+                f"two attention rules in one composite ({self.rule!r} and {other.rule!r}): give every "
+                "canonizer the same attention_rule"
+            )
+        return AttentionCanonizer(_union(self.handled_types, other.handled_types), self.rule)
 
     def attributes(self, module: nn.Module) -> dict[str, object]:
         original = _eager_forward(module)
+        rule = self.rule
 
         def forward(*args, **kwargs):
-            with DetachedAttention():
+            with attention_mode(rule):
                 return original(*args, **kwargs)
 
         return {"forward": forward}

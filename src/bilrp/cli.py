@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._catalog import DEFAULT_MODEL, METHOD_NAMES, POOLING_NAMES, SIMILARITY_NAMES, VERSION
+from ._catalog import DEFAULT_MODEL, METHOD_NAMES, POOLING_NAMES, RULE_SET_NAMES, SIMILARITY_NAMES, VERSION
 from ._cli_support import OneLineParser, fraction, load_model, positive_int
 from ._io import atomic_paths, check_name, json_text, probe_writable
 
@@ -101,8 +101,10 @@ def _register_explain(subparsers: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "JSON output: {model, method, text_a, text_b, tokens_a, tokens_b, relevance (rows: tokens of A, "
-            "columns: tokens of B), score, bias, prompt_a, prompt_b, prompt_length_a, prompt_length_b}, with "
-            "sum(relevance) + bias == score."
+            "columns: tokens of B), score, bias, prompt_a, prompt_b, prompt_length_a, prompt_length_b, rules, "
+            "bias_share, tokens_a_with_bias_b, bias_a_with_tokens_b, bias_with_bias, step_error}, with "
+            "sum(relevance) + bias == score and bias == sum(tokens_a_with_bias_b) + sum(bias_a_with_tokens_b) + "
+            "bias_with_bias + step_error."
         ),
     )
     explain.add_argument("text_a", metavar="TEXT_A", help="the first text")
@@ -117,6 +119,14 @@ def _register_explain(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     explain.add_argument("--method", choices=METHOD_NAMES, default="bilrp", help="attribution method (default: bilrp)")
+    explain.add_argument(
+        "--rules",
+        metavar="RULES",
+        help=(
+            f"BiLRP's rule set: {', '.join(RULE_SET_NAMES)} (epsilon and gamma take =value, e.g. epsilon=0.1); "
+            "default: the model family's (docs/results.md); paper reproduces the paper"
+        ),
+    )
     explain.add_argument("--pooling", choices=POOLING_NAMES, help="override the model's pooling")
     explain.add_argument("--similarity", choices=SIMILARITY_NAMES, help="override the model's similarity")
     explain.add_argument("--words", action="store_true", help="sum subtoken relevance into words (total conserved)")
@@ -256,12 +266,21 @@ def run_explain(args: argparse.Namespace) -> int:
     for side, text in (("TEXT_A", args.text_a), ("TEXT_B", args.text_b)):
         if not text.strip():
             raise UsageError(f"{side} is empty: give a text with at least one non-space character")
+    if args.rules is not None and args.method != "bilrp":
+        raise UsageError(f"--rules chooses BiLRP's rules; method {args.method!r} has none (drop --rules)")
     outputs = check_outputs(args.out)
 
     from .explainer import explain
+    from .rule_sets import parse_rule_set
 
+    options = {}
+    if args.rules is not None:
+        parse_rule_set(args.rules)  # a bad rule set fails before the model loads
+        options["rules"] = args.rules
     model = load_model(args.model, args.pooling, args.similarity)
-    explanation = explain(model, args.text_a, args.text_b, method=args.method, truncate=not args.no_truncate)
+    explanation = explain(
+        model, args.text_a, args.text_b, method=args.method, truncate=not args.no_truncate, **options
+    )
     if args.words:
         explanation = explanation.to_words()
     print(format_summary(explanation, args.top, words=args.words))
@@ -303,8 +322,17 @@ def format_summary(explanation: Explanation, k: int = 5, words: bool = False) ->
         f"model   {explanation.model}   method {explanation.method}   pairs of {unit}s",
         f"text A  {_shorten(explanation.text_a)}",
         f"text B  {_shorten(explanation.text_b)}",
-        f"score   {explanation.score:.4f} = sum of R {total:.4f} + bias {explanation.bias:.4f}",
+        f"score   {explanation.score:.4f} = sum of R {total:.4f} + bias {explanation.bias:.4f}   "
+        f"(bias share {explanation.bias_share:.0%}{', rules ' + explanation.rules if explanation.rules else ''})",
     ]
+    if explanation.has_decomposition:
+        column = float(explanation.tokens_a_with_bias_b.sum())
+        row = float(explanation.bias_a_with_tokens_b.sum())
+        lines.append(
+            f"bias    {explanation.bias:.4f} = tokens of A x bias of B {column:.4f} + bias of A x tokens of B "
+            f"{row:.4f} + bias x bias {explanation.bias_with_bias:.4f}"
+            + (f" + step error {explanation.step_error:.2e}" if abs(explanation.step_error) > 1e-6 else "")
+        )
     top = explanation.top(k)
     for sign, effect in (("positive", "raise"), ("negative", "lower")):
         pairs = top[sign]

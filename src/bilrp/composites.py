@@ -11,9 +11,11 @@ from zennit.core import Composite, Hook
 from zennit.rules import Pass
 
 from .architectures import ArchitectureCanonizer, TransformerCanonizer
+from .attention_rules import check_attention_rule
 from .canonizers import (
     CUSTOM_ARCHITECTURE_DOCS,
     ActivationCanonizer,
+    AttentionCanonizer,
     EvalEagerCanonizer,
     InstanceAttributeCanonizer,
     ScoreProjectionCanonizer,
@@ -34,9 +36,19 @@ __all__ = [
     "CUSTOM_ARCHITECTURE_DOCS",
 ]
 
-def default_canonizers() -> list[Canonizer]:
+def default_canonizers(attention_rule: str = "ah") -> list[Canonizer]:
     """One :class:`~bilrp.architectures.TransformerCanonizer`: the rules of every registered family."""
-    return [TransformerCanonizer()]
+    return [TransformerCanonizer(attention_rule=attention_rule)]
+
+
+def _with_attention_rule(canonizers: list[Canonizer], rule: str) -> list[Canonizer]:
+    """``canonizers`` with every architecture canonizer rebuilt for attention rule ``rule``."""
+    return [
+        ArchitectureCanonizer(*c.names, gate_rule=c.gate_rule_option, attention_rule=rule)
+        if isinstance(c, ArchitectureCanonizer)
+        else c
+        for c in canonizers
+    ]
 
 
 class ReverseRemoval:
@@ -81,7 +93,7 @@ def _with_linear_rules(
 
 
 class TransformerComposite(ReverseRemoval, LayerMapComposite):
-    """The paper's rules (AH, LN, GA, LRP-0) for Transformer encoders as a zennit composite.
+    """The Transformer LRP rules (by default the paper's: AH, LN, GA, LRP-0) as a zennit composite.
 
     Use it with ``composite.context(model)`` or zennit attributors
     (``zennit.attribution.Gradient(model, composite)``); the gradient in the context is the LRP
@@ -99,6 +111,10 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
         A rule without a forward-graph form is refused, since its relevance could not be certified.
     canonizers
         Canonizers to apply; defaults to :func:`default_canonizers`.
+    attention_rule
+        ``"ah"`` (the paper's rule: constant attention probabilities) or ``"attnlrp"`` (AttnLRP's softmax and
+        uniform rules, :mod:`bilrp.attention_rules`; gated feed-forward blocks then split evenly too).
+        Applies to the architecture canonizers; ``None`` (default) keeps theirs (``"ah"`` by default).
     strict
         Refuse, before anything is registered, modules that a matching canonizer reports it cannot handle.
     backward_hooks
@@ -115,10 +131,15 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
         strict: bool = True,
         backward_hooks: bool = False,
         linear_rules: dict[str, Hook] | None = None,
+        attention_rule: str | None = None,
     ) -> None:
         self.linear_rule = linear_rule
         self.strict = strict
-        canonizers = merge_canonizers(default_canonizers() if canonizers is None else canonizers)
+        if canonizers is None:
+            canonizers = default_canonizers(check_attention_rule(attention_rule or "ah"))
+        elif attention_rule is not None:
+            canonizers = _with_attention_rule(list(canonizers), check_attention_rule(attention_rule))
+        canonizers = merge_canonizers(canonizers)
         layer_map = []
         if linear_rule is not None and backward_hooks:
             layer_map = [((nn.Linear,), GradientRule(linear_rule))]
@@ -132,6 +153,13 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
         return not self.layer_map
 
     forward_mode_compatible = certifiable
+
+    @property
+    def attention_rule(self) -> str:
+        """The attention rule the composite's canonizers apply (``"ah"`` or ``"attnlrp"``)."""
+        rules = {c.rule for c in self.all_canonizers() if isinstance(c, AttentionCanonizer)}
+        rules |= {c.attention_rule for c in self.all_canonizers() if hasattr(c, "attention_rule")}
+        return rules.pop() if len(rules) == 1 else "ah"
 
     def all_canonizers(self) -> Iterator[Canonizer]:
         """Every canonizer of the composite, those nested in composite canonizers included."""

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 
 import torch
 
-__all__ = ["constant", "scale_by_constant", "ConstantTape", "recording", "replaying"]
+__all__ = ["constant", "scale_by_constant", "combine_with_constant", "ConstantTape", "recording", "replaying"]
 
 
 class ConstantTape:
@@ -71,17 +71,29 @@ def scale_by_constant(x: torch.Tensor, compute: Callable[[], torch.Tensor], divi
 
     While replaying, the recorded ``c`` is broadcast over the repeated batch without being copied.
     """
+    return combine_with_constant(x, compute, torch.div if divide else torch.mul)
+
+
+def combine_with_constant(
+    x: torch.Tensor,
+    compute: Callable[[], torch.Tensor],
+    combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """``combine(x, c)`` for a rule constant ``c = compute()`` and a batched operation ``combine``.
+
+    ``combine`` must broadcast over leading dimensions (``torch.mul``, ``torch.add``, a matrix product
+    ``lambda x, c: c @ x`` whose batch dimension is not one of the last two). While replaying, the
+    recorded ``c`` is broadcast over the repeated batch without being copied: ``x`` is viewed as
+    ``(repeats, batch, ...)`` and ``c`` as ``(1, batch, ...)``.
+    """
     tape = _TAPE.get()
     if tape is None or tape.phase != "replay" or tape.repeats == 1:
-        value = constant(compute, like=x)
-        return x / value if divide else x * value
+        return combine(x, constant(compute, like=x))
     value = tape.next_value()
     offset = x.dim() - value.dim()
     dim = _batch_dim(value, x, tape.repeats)
     split = x.unflatten(dim + offset, (tape.repeats, value.shape[dim]))
-    value = value.unsqueeze(dim)
-    result = split / value if divide else split * value
-    return result.flatten(dim + offset, dim + offset + 1)
+    return combine(split, value.unsqueeze(dim)).flatten(dim + offset, dim + offset + 1)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from .attr import (
     InteractionAttribution,
     PairAttribution,
     RandomInteraction,
+    pair_decomposition,
 )
 from .explaining import explaining
 from .explanation import Explanation
@@ -212,9 +213,11 @@ def _explain_factorised(model, attribution, pairs, encoded, batch_size, internal
         contributions, phi = attribution.contributions(
             embeddings.to(model.device), mask.to(model.device), internal_batch_size
         )
+        bias = attribution.bias_vectors(embeddings.to(model.device), mask.to(model.device), contributions, phi)
         for row, text in enumerate(chunk):
             encoded[text]["contributions"] = contributions[row, : encoded[text]["length"]]
             encoded[text]["phi"] = phi[row]
+            encoded[text]["bias_vector"] = None if bias is None else bias[row]
         bar.update(len(chunk))
     results = []
     for key_a, key_b in pairs:
@@ -222,10 +225,32 @@ def _explain_factorised(model, attribution, pairs, encoded, batch_size, internal
         relevance, score = attribution.combine(
             a["contributions"][None], b["contributions"][None], a["phi"][None], b["phi"][None]
         )
-        results.append(_make_explanation(model, method, key_a[1], key_b[1], a, b, relevance[0], float(score[0])))
+        explanation = _make_explanation(model, method, key_a[1], key_b[1], a, b, relevance[0], float(score[0]))
+        explanation.rules = getattr(attribution, "rules", "")
+        if a["bias_vector"] is not None:
+            _add_decomposition(explanation, a, b, model.similarity)
+        results.append(explanation)
         bar.update(1)
     bar.close()
     return results
+
+
+def _add_decomposition(explanation: Explanation, a: dict, b: dict, similarity: str) -> None:
+    """Fill the bias decomposition of ``explanation`` from the two texts' factors and bias vectors."""
+    terms = pair_decomposition(
+        a["contributions"][None],
+        b["contributions"][None],
+        a["bias_vector"][None],
+        b["bias_vector"][None],
+        a["phi"][None],
+        b["phi"][None],
+        similarity,
+    )
+    tokens_a, tokens_b, both = (term[0].detach().cpu().double() for term in terms)
+    explanation.tokens_a_with_bias_b, explanation.bias_a_with_tokens_b = tokens_a, tokens_b
+    explanation.bias_with_bias = float(both)
+    explained = float(explanation.relevance.double().sum()) + float(tokens_a.sum() + tokens_b.sum() + both)
+    explanation.step_error = explanation.score - explained
 
 
 def _make_explanation(model, method, text_a, text_b, a, b, relevance, score) -> Explanation:

@@ -42,6 +42,16 @@ class Explanation:
     prompt_a, prompt_b, prompt_length_a, prompt_length_b
         The prompt put before each text and how many of the first tokens (or words) hold it; prompt tokens
         are explained like the text's own.
+    rules
+        The rule set of an LRP explanation (:mod:`bilrp.rule_sets`; ``"custom"`` for a given composite).
+    tokens_a_with_bias_b, bias_a_with_tokens_b, bias_with_bias
+        The bias, decomposed (BiLRP and Integrated Jacobians; ``None`` for the other methods): each token of A
+        with the bias part of B's embedding, the bias part of A's with each token of B, and the two bias
+        parts together. With them and :attr:`step_error`, ``bias`` is fully accounted for
+        (:meth:`decomposition`).
+    step_error
+        The part of the score no term carries: Integrated Jacobians' path-integration error (0 for BiLRP,
+        whose decomposition is exact and certified).
 
     """
 
@@ -62,6 +72,53 @@ class Explanation:
     prompt_b: str = ""
     prompt_length_a: int = 0
     prompt_length_b: int = 0
+    rules: str = ""
+    tokens_a_with_bias_b: torch.Tensor | None = field(default=None, repr=False)
+    bias_a_with_tokens_b: torch.Tensor | None = field(default=None, repr=False)
+    bias_with_bias: float | None = None
+    step_error: float = 0.0
+
+    @property
+    def bias_share(self) -> float:
+        """``|bias| / (|bias| + sum |R|)``: how much of the explanation the token pairs leave to the bias."""
+        bias, total = abs(self.bias), float(self.relevance.double().abs().nansum())
+        return bias / (bias + total) if bias + total > 0 else 0.0
+
+    @property
+    def has_decomposition(self) -> bool:
+        """Whether the bias is decomposed into token-with-bias terms (BiLRP, Integrated Jacobians)."""
+        return self.tokens_a_with_bias_b is not None and self.bias_a_with_tokens_b is not None
+
+    def decomposition(self) -> torch.Tensor:
+        """The full decomposition: ``R`` with a bias column and a bias row, ``(len(a) + 1, len(b) + 1)``.
+
+        Entry ``[i, j]`` is token pair ``(i, j)``; the last column holds each token of A with B's bias part,
+        the last row the bias part of A with each token of B, and the corner the bias with the bias. The
+        matrix sums to ``score - step_error``.
+        """
+        if not self.has_decomposition:
+            raise ValueError(
+                f"explanations by {self.method!r} have no bias decomposition: use method='bilrp' (or 'ij')"
+            )
+        relevance = self.relevance.double()
+        column = self.tokens_a_with_bias_b.double()[:, None]
+        corner = torch.tensor([[self.bias_with_bias or 0.0]], dtype=torch.float64)
+        top = torch.cat([relevance, column], dim=1)
+        bottom = torch.cat([self.bias_a_with_tokens_b.double()[None, :], corner], dim=1)
+        return torch.cat([top, bottom], dim=0)
+
+    def _decomposition_fields(self, groups_a: torch.Tensor | None = None, groups_b: torch.Tensor | None = None):
+        """The decomposition keywords, rows and columns summed by ``groups_a``/``groups_b`` when given."""
+        if not self.has_decomposition:
+            return {"rules": self.rules, "step_error": self.step_error}
+        column, row = self.tokens_a_with_bias_b.double(), self.bias_a_with_tokens_b.double()
+        return {
+            "rules": self.rules,
+            "tokens_a_with_bias_b": column if groups_a is None else groups_a @ column,
+            "bias_a_with_tokens_b": row if groups_b is None else groups_b @ row,
+            "bias_with_bias": self.bias_with_bias,
+            "step_error": self.step_error,
+        }
 
     def top(self, k: int = 10) -> dict[str, list[TokenPair]]:
         """The ``k`` strongest positive and ``k`` strongest negative token pairs."""
@@ -101,6 +158,7 @@ class Explanation:
             prompt_b=self.prompt_b,
             prompt_length_a=int(groups_a[:, : self.prompt_length_a].any(1).sum()),
             prompt_length_b=int(groups_b[:, : self.prompt_length_b].any(1).sum()),
+            **self._decomposition_fields(groups_a, groups_b),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,6 +177,12 @@ class Explanation:
             "prompt_b": self.prompt_b,
             "prompt_length_a": self.prompt_length_a,
             "prompt_length_b": self.prompt_length_b,
+            "rules": self.rules,
+            "bias_share": self.bias_share,
+            "tokens_a_with_bias_b": _list_or_none(self.tokens_a_with_bias_b),
+            "bias_a_with_tokens_b": _list_or_none(self.bias_a_with_tokens_b),
+            "bias_with_bias": self.bias_with_bias,
+            "step_error": self.step_error,
         }
 
     def to_json(self, path: str | Path | None = None, indent: int | None = 2) -> str:
@@ -148,6 +212,11 @@ class Explanation:
             prompt_b=data.get("prompt_b", ""),
             prompt_length_a=int(data.get("prompt_length_a", 0)),
             prompt_length_b=int(data.get("prompt_length_b", 0)),
+            rules=data.get("rules", ""),
+            tokens_a_with_bias_b=_tensor_or_none(data.get("tokens_a_with_bias_b")),
+            bias_a_with_tokens_b=_tensor_or_none(data.get("bias_a_with_tokens_b")),
+            bias_with_bias=None if data.get("bias_with_bias") is None else float(data["bias_with_bias"]),
+            step_error=float(data.get("step_error") or 0.0),
         )
 
     # pictures: thin wrappers over the public functions of bilrp.plotting
@@ -171,6 +240,16 @@ class Explanation:
 
     def _repr_html_(self) -> str:
         return self.to_html()
+
+
+def _list_or_none(values: torch.Tensor | None) -> list[float] | None:
+    return None if values is None else values.double().tolist()
+
+
+def _tensor_or_none(values: list | None) -> torch.Tensor | None:
+    if values is None:
+        return None
+    return torch.tensor([float("nan") if v is None else v for v in values], dtype=torch.float64)
 
 
 def _nan_for_null(rows: list) -> list:

@@ -8,7 +8,7 @@ from functools import partial
 from torch import nn
 from zennit.core import Hook
 
-from .architectures.torch import ValueProjection
+from .architectures.torch import InputProjection
 from .canonizers import InstanceAttributeCanonizer, UnsupportedModuleError
 from .linear_rules import LinearRule
 from .rule_translation import translate
@@ -16,7 +16,7 @@ from .rule_translation import translate
 __all__ = ["LinearRuleCanonizer"]
 
 
-PLAIN_LINEAR_CLASSES = (ValueProjection,)
+PLAIN_LINEAR_CLASSES = (InputProjection,)
 """``nn.Linear`` subclasses whose forward is ``F.linear(x, self.weight, self.bias)`` in value."""
 
 

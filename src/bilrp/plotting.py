@@ -90,7 +90,10 @@ def _relevance(explanation: Explanation) -> np.ndarray:
 
 def _summary(explanation: Explanation) -> str:
     total = float(_relevance(explanation).sum())
-    return f"score {explanation.score:.3f} = ΣR {total:.3f} + bias {explanation.bias:.3f}"
+    return (
+        f"score {explanation.score:.3f} = ΣR {total:.3f} + bias {explanation.bias:.3f} "
+        f"(bias share {explanation.bias_share:.0%})"
+    )
 
 
 def _label_inches(labels: Sequence[str], fontsize: float) -> float:
@@ -268,6 +271,7 @@ def plot_heatmap(
     annotate: bool | None = None,
     fontsize: float = 9.0,
     title: str | None = None,
+    show_bias: bool | None = None,
 ) -> Figure:
     """The relevance matrix as a heatmap: tokens of A down the side, tokens of B across the top.
 
@@ -287,7 +291,11 @@ def plot_heatmap(
     fontsize
         Font size of the token labels, in points.
     title
-        Axes title; by default the method, the score, the summed relevance and the bias.
+        Axes title; by default the method, the score, the summed relevance, the bias and its share.
+    show_bias
+        Add the bias column and row of :meth:`~bilrp.Explanation.decomposition` (each token with the other
+        text's bias part, and the bias with the bias), so that the drawn matrix sums to the score; by default
+        whenever the explanation has the decomposition (BiLRP, Integrated Jacobians).
 
     Returns
     -------
@@ -296,8 +304,12 @@ def plot_heatmap(
 
     """
     relevance = _relevance(explanation)
-    rows, columns = relevance.shape
     labels_a, labels_b, special_a, special_b = _token_labels(explanation)
+    if explanation.has_decomposition if show_bias is None else show_bias:
+        relevance = explanation.decomposition().numpy()  # a one-line error when there is none
+        labels_a, labels_b = [*labels_a, "(bias of A)"], [*labels_b, "(bias of B)"]
+        special_a, special_b = [*special_a, True], [*special_b, True]
+    rows, columns = relevance.shape
     label_a, label_b = _label_inches(labels_a, fontsize), _label_inches(labels_b, fontsize)
     width = label_a + columns * _CELL_INCHES + 1.6
     height = label_b + rows * _CELL_INCHES + 1.0

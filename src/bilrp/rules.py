@@ -5,7 +5,8 @@ detaching it from the autograd graph. Because the constant is a detached value o
 reverse-mode (``backward``) and forward-mode (``torch.func.jvp``) autodiff both see the rule, which is
 what lets the BiLRP engine use forward mode.
 
-- **AH** (attention head): the attention probabilities are constants, :class:`DetachedAttention`.
+- **AH** (attention head): the attention probabilities are constants, :class:`DetachedAttention`; or
+  AttnLRP's softmax and uniform rules (:mod:`bilrp.attention_rules`).
 - **LN** (layer norm): the standard deviation ``sqrt(var + eps)`` is a constant, :func:`constant_std_layer_norm`.
 - **GA** (gated activation): ``act(x) = x * [act(x) / x]`` with the ratio constant,
   :func:`proportional_activation`.
@@ -22,16 +23,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 from zennit.core import Hook
 
-from .constants import constant, scale_by_constant
+from .attention_rules import ATTENTION_RULES, DetachedAttention, attention_with_constant_probabilities
+from .constants import scale_by_constant
 
 __all__ = [
     "GradientRule",
     "DetachedAttention",
+    "ATTENTION_RULES",
     "attention_with_constant_probabilities",
     "constant_std_layer_norm",
     "constant_rms_norm",
@@ -42,78 +43,6 @@ __all__ = [
 
 GATE_RULES = ("constant_gate", "uniform")
 """Rules for the product ``act(gate) * up`` of a gated linear unit (see :func:`gated_product`)."""
-
-_SOFTMAX_FUNCTIONS = {F.softmax, torch.softmax, torch.Tensor.softmax, torch.special.softmax}
-
-
-def attention_with_constant_probabilities(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attn_mask: torch.Tensor | None = None,
-    dropout_p: float = 0.0,
-    is_causal: bool = False,
-    scale: float | None = None,
-    enable_gqa: bool = False,
-) -> torch.Tensor:
-    """Scaled dot-product attention whose probabilities are constants (rule AH).
-
-    Takes the arguments of :func:`torch.nn.functional.scaled_dot_product_attention` and gives the same
-    forward values; only the value path carries gradients.
-    """
-    if dropout_p:
-        raise ValueError("attention dropout must be off while explaining: call model.eval() first")
-    if enable_gqa and key.size(-3) != query.size(-3):
-        repeats = query.size(-3) // key.size(-3)
-        key = key.repeat_interleave(repeats, dim=-3)
-        value = value.repeat_interleave(repeats, dim=-3)
-    scale = query.size(-1) ** -0.5 if scale is None else scale
-    scores = torch.matmul(query, key.transpose(-2, -1)) * scale
-    lowest = torch.finfo(scores.dtype).min
-    if is_causal:
-        causal = torch.ones(query.size(-2), key.size(-2), dtype=torch.bool, device=query.device).tril()
-        scores = scores.masked_fill(~causal, lowest)
-    if attn_mask is not None:
-        if attn_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attn_mask, lowest)
-        else:
-            scores = scores + attn_mask
-    probabilities = constant(lambda: torch.softmax(scores, dim=-1), like=scores)
-    return torch.matmul(probabilities, value)
-
-
-class DetachedAttention(TorchFunctionMode):
-    """Torch function mode applying rule AH to all attention computed while it is active.
-
-    Inside the mode, every softmax returns a detached (constant) result and
-    :func:`~torch.nn.functional.scaled_dot_product_attention` is replaced by
-    :func:`attention_with_constant_probabilities`. Canonizers activate it only around the forward of
-    attention modules, so no other softmax of the program is touched.
-    """
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is F.scaled_dot_product_attention:
-            return attention_with_constant_probabilities(*args, **kwargs)
-        if func in _SOFTMAX_FUNCTIONS:
-            scores = args[0] if args else kwargs["input"]
-            return constant(lambda: _softmax(func, scores, args[1:], kwargs), like=scores)
-        return func(*args, **kwargs)
-
-
-def _softmax(func, scores: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor:
-    """``func(scores, ...)``, in the scores' own dtype when a lower one was asked for.
-
-    HF's eager attention asks for a float32 softmax. On float64 scores, masked with float64's lowest value,
-    that cast would turn the mask into ``-inf`` (a fully masked row into NaN) and round the probabilities,
-    the rule's constants, to float32. The probabilities are computed in the scores' dtype instead: in a
-    float32 model nothing changes.
-    """
-    kwargs = {key: value for key, value in kwargs.items() if key != "input"}
-    wanted = kwargs.pop("dtype", None)
-    if wanted is not None and torch.finfo(wanted).bits >= torch.finfo(scores.dtype).bits:
-        scores = scores.to(wanted)
-    return func(scores, *args, **kwargs)
 
 
 def constant_std_layer_norm(

@@ -9,9 +9,17 @@ from .bert import BertCanonizer
 from .distilbert import DistilBertCanonizer
 from .gpt_neo import GPTNeoCanonizer
 from .mpnet import MPNetCanonizer
-from .registry import ARCHITECTURES, Architecture, ArchitectureCanonizer, GatedMLP, register_architecture
+from .registry import (
+    ARCHITECTURES,
+    Architecture,
+    ArchitectureCanonizer,
+    GatedMLP,
+    architecture_of,
+    register_architecture,
+)
 from .roberta import RobertaCanonizer
 from .torch import (
+    InputProjection,
     MultiheadAttentionCanonizer,
     TorchTransformerCanonizer,
     TransformerEncoderLayerCanonizer,
@@ -24,6 +32,7 @@ __all__ = [
     "ArchitectureCanonizer",
     "GatedMLP",
     "register_architecture",
+    "architecture_of",
     "TransformerCanonizer",
     "BertCanonizer",
     "RobertaCanonizer",
@@ -33,6 +42,7 @@ __all__ = [
     "TorchTransformerCanonizer",
     "MultiheadAttentionCanonizer",
     "TransformerEncoderLayerCanonizer",
+    "InputProjection",
     "ValueProjection",
     "architecture_table",
 ]

@@ -10,12 +10,14 @@ registered families, each rule applied once.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from torch import nn
 from zennit.canonizers import Canonizer, CompositeCanonizer
 
+from ..attention_rules import check_attention_rule
 from ..canonizers import (
     ActivationCanonizer,
     AttentionCanonizer,
@@ -29,7 +31,14 @@ from ..canonizers import (
 )
 from ..gated_mlp import GatedMLP, GatedMLPCanonizer
 
-__all__ = ["Architecture", "ARCHITECTURES", "register_architecture", "ArchitectureCanonizer", "GatedMLP"]
+__all__ = [
+    "Architecture",
+    "ARCHITECTURES",
+    "register_architecture",
+    "architecture_of",
+    "ArchitectureCanonizer",
+    "GatedMLP",
+]
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,9 @@ class Architecture:
         The pooling and prompts of typical checkpoints, and example checkpoint names.
     norm, mlp
         How the norm and feed-forward block are described in the docs table.
+    rules
+        The rule set explanations of the family use by default (:mod:`bilrp.rule_sets`, chosen from the
+        measurements in ``docs/results.md``); ``"paper"`` reproduces the paper.
     tiny
         Builds a tiny random encoder of the family (2 layers, BERT vocabulary) for tests and examples.
 
@@ -75,6 +87,7 @@ class Architecture:
     checkpoints: tuple[str, ...] = ()
     norm: str = "LayerNorm"
     mlp: str = "GELU"
+    rules: str = "paper"
     tiny: Callable[[], nn.Module] | None = field(default=None, compare=False)
 
     def attention_types(self) -> tuple[type, ...]:
@@ -86,16 +99,27 @@ class Architecture:
         """The encoder classes of the family that are installed."""
         return import_classes(self.models)
 
-    def rule_canonizers(self, gate_rule: str = "constant_gate") -> list[Canonizer]:
-        """The family-specific canonizers (attention, norms, gated MLP, extras)."""
+    def rule_canonizers(self, gate_rule: str = "constant_gate", attention_rule: str = "ah") -> list[Canonizer]:
+        """The family-specific canonizers (attention, norms, gated MLP, extras) under the given rules."""
         attention = self.attention_types()
-        canonizers: list[Canonizer] = [AttentionCanonizer(attention), ScoreProjectionCanonizer(attention)]
+        canonizers: list[Canonizer] = [AttentionCanonizer(attention, attention_rule)]
+        if attention_rule == "ah":  # no relevance through the scores: their projections may read detached inputs
+            canonizers.append(ScoreProjectionCanonizer(attention))
         if self.rms_norms:
             offsets = {kind: self.rms_weight_offset for kind in import_classes(self.rms_norms)}
             canonizers.append(RMSNormCanonizer(offsets))
         if self.gated_mlp is not None:
             canonizers.append(GatedMLPCanonizer((self.gated_mlp,), gate_rule))
-        return canonizers + [make() for make in self.canonizers]
+        return canonizers + [_make(factory, attention_rule) for factory in self.canonizers]
+
+
+def _make(factory: Callable[..., Canonizer], attention_rule: str) -> Canonizer:
+    """``factory()``, given the attention rule when it takes one (a family's own attention canonizer)."""
+    try:
+        takes_rule = "attention_rule" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        takes_rule = False
+    return factory(attention_rule=attention_rule) if takes_rule else factory()
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
@@ -110,6 +134,11 @@ def register_architecture(architecture: Architecture) -> Architecture:
     return architecture
 
 
+def architecture_of(encoder: nn.Module) -> Architecture | None:
+    """The registered family of ``encoder`` (by its class), or ``None``."""
+    return next((a for a in ARCHITECTURES.values() if a.models and isinstance(encoder, a.model_types())), None)
+
+
 class ArchitectureCanonizer(CompositeCanonizer):
     """The rules of some registered families (all of them when none are named), each rule applied once.
 
@@ -122,20 +151,26 @@ class ArchitectureCanonizer(CompositeCanonizer):
     names
         Registry names; default :attr:`families` of the class, or every registered family.
     gate_rule
-        The rule for gated feed-forward blocks (``"constant_gate"`` or ``"uniform"``).
+        The rule for gated feed-forward blocks (``"constant_gate"`` or ``"uniform"``); default ``"uniform"``
+        under AttnLRP (its rule for products of two input-dependent tensors), else ``"constant_gate"``.
+    attention_rule
+        ``"ah"`` (default, the paper's) or ``"attnlrp"`` (:mod:`bilrp.attention_rules`).
 
     """
 
     families: tuple[str, ...] = ()
 
-    def __init__(self, *names: str, gate_rule: str = "constant_gate") -> None:
+    def __init__(self, *names: str, gate_rule: str | None = None, attention_rule: str = "ah") -> None:
         chosen = names or self.families or tuple(ARCHITECTURES)
         unknown = [name for name in chosen if name not in ARCHITECTURES]
         if unknown:
             raise ValueError(f"unknown architecture {unknown[0]!r}: registered are {', '.join(ARCHITECTURES)}")
-        self.names, self.gate_rule = tuple(chosen), gate_rule
+        check_attention_rule(attention_rule)
+        self.gate_rule = gate_rule or ("uniform" if attention_rule == "attnlrp" else "constant_gate")
+        self.gate_rule_option = gate_rule
+        self.names, self.attention_rule = tuple(chosen), attention_rule
         generic: list[Canonizer] = [EvalEagerCanonizer(), LayerNormCanonizer(), ActivationCanonizer()]
-        family = [c for name in chosen for c in ARCHITECTURES[name].rule_canonizers(gate_rule)]
+        family = [c for name in chosen for c in ARCHITECTURES[name].rule_canonizers(self.gate_rule, attention_rule)]
         super().__init__(merge_canonizers(generic + family))
 
     def apply(self, root_module: nn.Module) -> list[Canonizer]:
@@ -146,7 +181,7 @@ class ArchitectureCanonizer(CompositeCanonizer):
         return instances
 
     def copy(self) -> ArchitectureCanonizer:
-        return ArchitectureCanonizer(*self.names, gate_rule=self.gate_rule)
+        return ArchitectureCanonizer(*self.names, gate_rule=self.gate_rule_option, attention_rule=self.attention_rule)
 
     @property
     def handled_types(self) -> tuple[type, ...]:

@@ -8,24 +8,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attention_rules import check_attention_rule, rule_attention
 from ..canonizers import CUSTOM_ARCHITECTURE_DOCS, InstanceAttributeCanonizer, UnsupportedModuleError
-from ..rules import attention_with_constant_probabilities, proportional_activation
+from ..rules import proportional_activation
 from .registry import Architecture, ArchitectureCanonizer, register_architecture
 
 __all__ = [
     "TORCH",
     "MultiheadAttentionCanonizer",
+    "InputProjection",
     "ValueProjection",
     "VALUE_PROJECTION",
+    "QUERY_PROJECTION",
+    "KEY_PROJECTION",
     "TransformerEncoderLayerCanonizer",
     "TorchTransformerCanonizer",
 ]
 
 
 class MultiheadAttentionCanonizer(InstanceAttributeCanonizer):
-    """Rule AH for ``nn.MultiheadAttention``: an explicit forward (no fused fast path)."""
+    """The attention rule for ``nn.MultiheadAttention``: an explicit forward (no fused fast path).
+
+    Parameters
+    ----------
+    attention_rule
+        ``"ah"`` (default) or ``"attnlrp"`` (:mod:`bilrp.attention_rules`).
+
+    """
 
     handled_types = (nn.MultiheadAttention,)
+
+    def __init__(self, attention_rule: str = "ah") -> None:
+        super().__init__()
+        self.attention_rule = check_attention_rule(attention_rule)
 
     def unsupported(self, module: nn.Module) -> str | None:
         if module.bias_k is not None or module.add_zero_attn:
@@ -36,37 +51,53 @@ class MultiheadAttentionCanonizer(InstanceAttributeCanonizer):
         reason = self.unsupported(module)
         if reason is not None:
             raise UnsupportedModuleError(f"{reason}: write a canonizer for it, see {CUSTOM_ARCHITECTURE_DOCS}")
-        return {"forward": partial(_multihead_attention_forward, module), VALUE_PROJECTION: ValueProjection(module)}
+        attributes: dict[str, object] = {
+            "forward": partial(_multihead_attention_forward, module, self.attention_rule),
+            VALUE_PROJECTION: ValueProjection(module),
+        }
+        if self.attention_rule != "ah":  # relevance flows through the scores: their projections get rules too
+            attributes[QUERY_PROJECTION] = InputProjection(module, 0)
+            attributes[KEY_PROJECTION] = InputProjection(module, 1)
+        return attributes
 
 
 VALUE_PROJECTION = "bilrp_value_projection"
+QUERY_PROJECTION = "bilrp_query_projection"
+KEY_PROJECTION = "bilrp_key_projection"
 
 
-class ValueProjection(nn.Linear):
-    """The value part of an ``nn.MultiheadAttention`` input projection, as an ``nn.Linear`` child module.
+class InputProjection(nn.Linear):
+    """One part (query 0, key 1, value 2) of an ``nn.MultiheadAttention`` input projection, as ``nn.Linear``.
 
     ``nn.MultiheadAttention`` keeps its query/key/value projections as raw parameters, which a composite's
     layer map (``TransformerComposite(linear_rule=...)``) cannot see. While the canonizer is active, the
-    value projection (the only one relevance flows through under rule AH) runs through this module. Its
-    parameters share memory with the attention's own; while they are not swapped by a zennit rule, the
-    forward pass uses the attention's parameters themselves, so parameter gradients are unaffected.
+    projections relevance flows through run through these child modules. Their parameters share memory
+    with the attention's own; while they are not swapped by a zennit rule, the forward pass uses the
+    attention's parameters themselves, so parameter gradients are unaffected.
     """
 
-    def __init__(self, attention: nn.MultiheadAttention) -> None:
+    def __init__(self, attention: nn.MultiheadAttention, index: int = 2) -> None:
         nn.Module.__init__(self)
-        weight, bias = _value_parameters(attention)
+        weight, bias = _input_projections(attention)[index]
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
         self.weight = nn.Parameter(weight.detach(), requires_grad=weight.requires_grad)
         self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=bias.requires_grad)
-        self.__dict__["_source"] = (attention, self.weight, self.bias)  # not a child: no module cycle
+        self.__dict__["_source"] = (attention, index, self.weight, self.bias)  # not a child: no module cycle
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        attention, weight, bias = self._source
+        attention, index, weight, bias = self._source
         if self.weight is weight and self.bias is bias:  # not modified by a rule: the attention's parameters
-            weight, bias = _value_parameters(attention)
+            weight, bias = _input_projections(attention)[index]
         else:
             weight, bias = self.weight, self.bias
         return F.linear(x, weight, bias)
+
+
+class ValueProjection(InputProjection):
+    """The value part of an ``nn.MultiheadAttention`` input projection (the only one rule AH needs)."""
+
+    def __init__(self, attention: nn.MultiheadAttention) -> None:
+        super().__init__(attention, 2)
 
 
 def _input_projections(attention: nn.MultiheadAttention) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -79,12 +110,9 @@ def _input_projections(attention: nn.MultiheadAttention) -> list[tuple[torch.Ten
     return list(zip(weights, biases, strict=True))
 
 
-def _value_parameters(attention: nn.MultiheadAttention) -> tuple[torch.Tensor, torch.Tensor | None]:
-    return _input_projections(attention)[2]
-
-
 def _multihead_attention_forward(
     module: nn.MultiheadAttention,
+    rule: str,
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
@@ -103,9 +131,12 @@ def _multihead_attention_forward(
     def split(projected: torch.Tensor) -> torch.Tensor:
         return projected.view(projected.size(0), projected.size(1), heads, -1).transpose(1, 2)
 
-    # rule AH: scores are constants, so query and key projections read detached inputs; the value
-    # projection is a child module, so that a composite's linear rule applies to it
-    q, k = split(F.linear(query.detach(), w_q, b_q)), split(F.linear(key.detach(), w_k, b_k))
+    # under rule AH the scores are constants, so query and key projections read detached inputs; the
+    # projections relevance flows through are child modules, so that a composite's linear rule applies
+    if rule == "ah":
+        q, k = split(F.linear(query.detach(), w_q, b_q)), split(F.linear(key.detach(), w_k, b_k))
+    else:
+        q, k = split(getattr(module, QUERY_PROJECTION)(query)), split(getattr(module, KEY_PROJECTION)(key))
     v = split(getattr(module, VALUE_PROJECTION)(value))
     mask = None
     if attn_mask is not None:
@@ -115,7 +146,7 @@ def _multihead_attention_forward(
     if key_padding_mask is not None:
         padding = _additive_mask(key_padding_mask, q.dtype)[:, None, None, :]
         mask = padding if mask is None else (mask + padding).clamp_min(torch.finfo(q.dtype).min)
-    out = attention_with_constant_probabilities(q, k, v, attn_mask=mask, is_causal=is_causal and mask is None)
+    out = rule_attention(q, k, v, attn_mask=mask, is_causal=is_causal and mask is None, rule=rule)
     out = out.transpose(1, 2).reshape(batch, length, dim)
     out = module.out_proj(out)
     if not module.batch_first:

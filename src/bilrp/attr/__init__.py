@@ -5,7 +5,12 @@ from ._core.embedding_interaction import EmbeddingInteraction
 from ._core.hessian_x_product import HessianXProduct
 from ._core.integrated_jacobians import IntegratedJacobians
 from ._core.lrp import LRP
-from ._core.pair_attribution import InteractionAttribution, PairAttribution, PairSimilarityModel
+from ._core.pair_attribution import (
+    InteractionAttribution,
+    PairAttribution,
+    PairSimilarityModel,
+    pair_decomposition,
+)
 from ._core.random_interaction import RandomInteraction
 
 __all__ = [
@@ -18,4 +23,5 @@ __all__ = [
     "PairAttribution",
     "InteractionAttribution",
     "PairSimilarityModel",
+    "pair_decomposition",
 ]

@@ -1,4 +1,4 @@
-"""The ``bilrp evaluate`` subcommand: ``sts``, ``perturbation``, ``conservation`` and ``ground-truth``.
+"""The ``bilrp evaluate`` subcommand: ``sts``, ``perturbation``, ``rules``, ``conservation``, ``ground-truth``.
 
 :func:`register` adds the subcommand to the main CLI's subparsers; every command writes its results (markdown,
 CSV/JSON, figures) to ``--out`` and returns an exit status. Bad arguments raise :class:`EvaluationError`
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .._catalog import METHOD_NAMES
+from .._catalog import METHOD_NAMES, RULE_SET_NAMES
 from .._cli_support import OneLineParser, number_parser, positive_int, positive_number, seed
 from .._validation import NON_NEGATIVE_INT
 from .errors import FRACTION, check_choices
@@ -55,6 +55,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     perturbation.add_argument("--filler", help="filler token (default: the tokenizer's mask token)")
     perturbation.add_argument("--ij-steps", type=positive_int, default=20, help="path points of Integrated Jacobians")
     perturbation.set_defaults(func=_run_perturbation)
+
+    rules = commands.add_parser(
+        "rules", help="rule sets compared: perturbation AUPC, bias shares and time (docs/results.md)"
+    )
+    _common(rules, dataset="stsb")
+    rules.add_argument(
+        "--rules",
+        nargs="+",
+        default=None,
+        metavar="RULES",
+        help=(
+            f"rule sets ({', '.join(RULE_SET_NAMES)}; epsilon and gamma take =value); the first is the reference "
+            "of the paired tests (default: paper epsilon=0.01 epsilon=0.1 epsilon=1 gamma=0.25 attnlrp "
+            "attnlrp-epsilon=0.1)"
+        ),
+    )
+    rules.add_argument(
+        "--step", type=_fraction, default=0.04, help="fraction of tokens put back per step, in (0, 1] (0.04)"
+    )
+    rules.add_argument("--filler", help="filler token (default: the tokenizer's mask token)")
+    rules.set_defaults(func=_run_rules)
 
     conservation = commands.add_parser("conservation", help="summed relevance against the score (appendix C)")
     _common(conservation, dataset="stsb")
@@ -141,6 +162,27 @@ def _run_perturbation(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         method_options=options,
+        progress=not args.no_progress,
+        config=config,
+    )
+    return _finish(result.files(), out)
+
+
+def _run_rules(args: argparse.Namespace) -> int:
+    from ..rule_sets import parse_rule_set
+    from .rule_comparison import DEFAULT_RULE_SETS, evaluate_rules
+
+    rules = args.rules or list(DEFAULT_RULE_SETS)
+    for spec in rules:  # fail before loading the model
+        parse_rule_set(spec)
+    pairs, out, config = _prepare(args, "rules")
+    result = evaluate_rules(
+        _load_model(args),
+        pairs,
+        rules=rules,
+        step=args.step,
+        filler=args.filler,
+        batch_size=args.batch_size,
         progress=not args.no_progress,
         config=config,
     )

@@ -36,6 +36,7 @@ __all__ = [
     "kept_counts",
     "token_order",
     "perturbed_sequences",
+    "perturbation_curves",
     "filler_token_id",
     "aupc",
     "METHOD_LABELS",
@@ -289,22 +290,9 @@ def evaluate_perturbation(
         for method in methods
         if method != "random"  # random orders are drawn directly, one permutation per text
     }
-    tokenized = _token_ids(model, sorted({t for pair in text_pairs for t in pair}), batch_size)
-    generator = np.random.default_rng(seed)
-    texts: list[tuple[int, str, str]] = []
-    chunks: dict[str, list[np.ndarray]] = {method: [] for method in methods}
-    bar = tqdm(total=len(text_pairs), desc="perturbation", disable=not progress, unit="pair")
-    for start in range(0, len(text_pairs), _PAIRS_PER_CHUNK):
-        indices = range(start, min(start + _PAIRS_PER_CHUNK, len(text_pairs)))
-        chunk_texts, sequences = _perturbations(
-            model, text_pairs, indices, tokenized, relevance, methods, fractions, filler_id, generator
-        )
-        for method, curve in _distances(model, tokenized, chunk_texts, sequences, normalize, batch_size).items():
-            chunks[method].append(curve)
-        texts += chunk_texts
-        bar.update(len(indices))
-    bar.close()
-    curves = {method: np.concatenate(parts) for method, parts in chunks.items()}
+    texts, curves = perturbation_curves(
+        model, text_pairs, relevance, methods, fractions, filler_id, normalize, batch_size, seed, progress
+    )
     settings = {
         "model": model.name,
         "step": step,
@@ -318,6 +306,58 @@ def evaluate_perturbation(
     if REFERENCE_METHOD in methods:
         result.tests = compare_to_reference(result.aupc, REFERENCE_METHOD)
     return result
+
+
+def perturbation_curves(
+    model: SimilarityModel,
+    text_pairs: Sequence[tuple[str, str]],
+    relevance: Mapping[str, Sequence[torch.Tensor]],
+    orders: Sequence[str],
+    fractions: np.ndarray,
+    filler_id: int,
+    normalize: bool,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[list[tuple[int, str, str]], dict[str, np.ndarray]]:
+    """The perturbation curve of every text under every token order.
+
+    Parameters
+    ----------
+    model, text_pairs
+        The similarity model and the ``(text_a, text_b)`` pairs.
+    relevance
+        Per order name, one relevance matrix per pair (the tokens are put back by its row or column sums).
+    orders
+        The order names: keys of ``relevance``, or ``"random"`` (one seeded permutation per text).
+    fractions, filler_id, normalize
+        Fractions of tokens put back, the filler token, unit-length embeddings (see
+        :func:`evaluate_perturbation`).
+    batch_size, seed, progress
+        Sequences per forward batch, the seed of the random orders, a progress bar.
+
+    Returns
+    -------
+    texts, curves
+        ``(pair index, side, text)`` per row, and per order the ``(texts, points)`` distances.
+
+    """
+    tokenized = _token_ids(model, sorted({t for pair in text_pairs for t in pair}), batch_size)
+    generator = np.random.default_rng(seed)
+    texts: list[tuple[int, str, str]] = []
+    chunks: dict[str, list[np.ndarray]] = {order: [] for order in orders}
+    bar = tqdm(total=len(text_pairs), desc="perturbation", disable=not progress, unit="pair")
+    for start in range(0, len(text_pairs), _PAIRS_PER_CHUNK):
+        indices = range(start, min(start + _PAIRS_PER_CHUNK, len(text_pairs)))
+        chunk_texts, sequences = _perturbations(
+            model, text_pairs, indices, tokenized, relevance, orders, fractions, filler_id, generator
+        )
+        for order, curve in _distances(model, tokenized, chunk_texts, sequences, normalize, batch_size).items():
+            chunks[order].append(curve)
+        texts += chunk_texts
+        bar.update(len(indices))
+    bar.close()
+    return texts, {order: np.concatenate(parts) for order, parts in chunks.items()}
 
 
 def _perturbations(model, text_pairs, indices, tokenized, relevance, methods, fractions, filler_id, generator):

@@ -113,7 +113,8 @@ class QKVPooling(nn.Module):
     """Learnable attention pooling (paper section 4.2): a learned query attends over the token states.
 
     ``embedding = sum_i p_i * W_v h_i`` with ``p = softmax(q . W_k h_i / sqrt(dim))`` over real tokens.
-    Under the AH rule the probabilities ``p`` are constants.
+    Under the AH rule the probabilities ``p`` are constants; under AttnLRP ``p . W_v h`` is a matrix product
+    with the uniform rule (the learned query is a parameter, so ``W_k h . q`` stays linear).
 
     Parameters
     ----------
@@ -132,7 +133,7 @@ class QKVPooling(nn.Module):
         scores = self.key(hidden) @ self.query / math.sqrt(hidden.size(-1))
         scores = scores.masked_fill(mask == 0, torch.finfo(scores.dtype).min)
         probabilities = torch.softmax(scores, dim=-1)
-        return (probabilities[..., None] * self.value(hidden)).sum(1)
+        return (probabilities[:, None, :] @ self.value(hidden)).squeeze(1)  # a product AttnLRP sees
 
 
 QKV_POOLING = register_architecture(

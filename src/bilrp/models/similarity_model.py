@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .._catalog import DEFAULT_MODEL, SIMILARITY_NAMES
-from ..architectures import ARCHITECTURES
+from ..architectures import architecture_of
 from ..constants import recording
 from ..explaining import exclusive
 from .errors import ModelLoadError
@@ -52,8 +52,8 @@ def find_embedding_layer(encoder: nn.Module) -> nn.Module:
     The registry entry of the encoder's family says where it is (``embeddings``, ``embed_tokens``, GPT-Neo's
     ``drop``, ...); an encoder of no registered family is looked up at ``embeddings``.
     """
-    families = (a for a in ARCHITECTURES.values() if a.models and isinstance(encoder, a.model_types()))
-    path = next((a.embedding for a in families), None)
+    family = architecture_of(encoder)
+    path = family.embedding if family is not None else None
     try:
         module = encoder.get_submodule(path if path is not None else "embeddings")
     except AttributeError:

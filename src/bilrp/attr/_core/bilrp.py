@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from zennit.core import Composite
 
-from ...composites import resolve_composite
 from ...engine import Mode, check_mode, token_contributions
+from ...rule_sets import choose_composite
 from .pair_attribution import InteractionAttribution, PairSimilarityModel
 
 __all__ = ["BiLRP"]
@@ -28,8 +28,8 @@ class BiLRP(InteractionAttribution):
     forward_func
         A :class:`~bilrp.SimilarityModel` (or any module with ``represent``/``compare``/``similarity``).
     composite
-        The rules; default ``TransformerComposite()`` (LRP-0 for linear layers). A zennit composite
-        (``EpsilonPlus``, ...) is translated to bilrp's forward-graph rules when that is exact and refused
+        The rules as a composite: a :class:`~bilrp.TransformerComposite`, or a zennit composite
+        (``EpsilonPlus``, ...), translated to bilrp's forward-graph rules when that is exact and refused
         otherwise (:func:`~bilrp.composites.resolve_composite`).
     mode
         Engine mode (see :mod:`bilrp.engine`): ``"auto"`` (replay of the frozen rule constants while tokens
@@ -38,6 +38,15 @@ class BiLRP(InteractionAttribution):
     certify
         Run the certificate (default). ``False`` skips it, for measuring its cost only: the result is then
         not checked.
+    rules
+        The rules by name instead (:mod:`bilrp.rule_sets`): ``"paper"`` (the paper's AH + LRP-0),
+        ``"epsilon=0.1"``, ``"gamma"``, ``"attnlrp"``, ``"attnlrp-epsilon"``. With neither ``composite`` nor
+        ``rules``, the model family's default rule set (``docs/results.md`` gives the evidence).
+
+    Attributes
+    ----------
+    rules
+        The rule-set name in use (``"custom"`` when a composite was given).
 
     """
 
@@ -49,9 +58,10 @@ class BiLRP(InteractionAttribution):
         composite: Composite | None = None,
         mode: Mode = "auto",
         certify: bool = True,
+        rules: str | None = None,
     ) -> None:
         super().__init__(forward_func)
-        self.composite = resolve_composite(composite, forward_func)
+        self.composite, self.rules = choose_composite(composite, rules, self.forward_func)
         self.mode = check_mode(mode)
         self.certify = bool(certify)
 
@@ -68,3 +78,7 @@ class BiLRP(InteractionAttribution):
                 certify=self.certify,
                 model=self.forward_func,
             )
+
+    def bias_vectors(self, embeddings, mask, contributions, phi, baseline=None):
+        """``phi - sum_i C[i]``: the bias-only output of the rule-frozen network (certified to equal it)."""
+        return phi - contributions.sum(1)

@@ -21,9 +21,9 @@ from torch import nn
 from zennit.core import Composite
 
 from ...certificate import PROBE_SCALE, AffinityProbe, ProbeLayout, certificate_error, refuse, tolerance
-from ...composites import resolve_composite
 from ...constants import recording, replaying
 from ...explaining import explaining
+from ...rule_sets import choose_composite
 
 __all__ = ["LRP"]
 
@@ -51,6 +51,9 @@ class LRP(GradientAttribution):
         The module the composite is registered on; default ``forward_func`` when it is a module.
     certify
         Run the certificate (default); ``False`` only to measure its cost.
+    rules
+        The rules by name instead of ``composite`` (:mod:`bilrp.rule_sets`, e.g. ``"attnlrp"``); with
+        neither, the default rule set of the model's family.
 
     """
 
@@ -60,12 +63,13 @@ class LRP(GradientAttribution):
         composite: Composite | None = None,
         model: nn.Module | None = None,
         certify: bool = True,
+        rules: str | None = None,
     ) -> None:
         super().__init__(forward_func)
         self.model = model if model is not None else forward_func
         if not isinstance(self.model, nn.Module):
             raise TypeError("LRP needs the module to register rules on: pass model= when forward_func is a function")
-        self.composite = resolve_composite(composite, self.model)
+        self.composite, self.rules = choose_composite(composite, rules, self.model)
         self.certify = bool(certify)
 
     @classmethod

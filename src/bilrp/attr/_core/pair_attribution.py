@@ -9,11 +9,11 @@ from captum.attr import Attribution
 from captum.log import log_usage
 
 from ..._validation import optional_positive_int
-from ...engine import pair_relevance
+from ...engine import NORM_FLOOR, pair_relevance
 from ...explaining import HALF_DTYPES, explaining
 from ...models import as_similarity_model
 
-__all__ = ["PairAttribution", "PairSimilarityModel", "InteractionAttribution", "Baselines"]
+__all__ = ["PairAttribution", "PairSimilarityModel", "InteractionAttribution", "Baselines", "pair_decomposition"]
 
 Baselines = tuple[torch.Tensor, torch.Tensor] | float | None
 
@@ -205,6 +205,22 @@ class InteractionAttribution(PairAttribution):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def bias_vectors(
+        self,
+        embeddings: torch.Tensor,
+        mask: torch.Tensor,
+        contributions: torch.Tensor,
+        phi: torch.Tensor,
+        baseline: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """The part of ``phi`` no token carries, ``(batch, dim)``, for methods where it means something.
+
+        BiLRP: ``phi - sum_i C[i]`` (the bias-only output ``f(0)`` of the rule-frozen network, certified);
+        Integrated Jacobians: the representation at the reference. ``None`` (the default) for methods with no
+        such decomposition. :func:`pair_decomposition` pairs it with the other text's tokens.
+        """
+        return None
+
     def combine(
         self,
         contributions_a: torch.Tensor,
@@ -231,6 +247,35 @@ class InteractionAttribution(PairAttribution):
         return self.combine(
             contributions[:batch, :length_a], contributions[batch:, :length_b], phi[:batch], phi[batch:]
         )
+
+
+def pair_decomposition(
+    contributions_a: torch.Tensor,
+    contributions_b: torch.Tensor,
+    bias_a: torch.Tensor,
+    bias_b: torch.Tensor,
+    phi_a: torch.Tensor,
+    phi_b: torch.Tensor,
+    similarity: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The bias terms of a factorised pair score: tokens of A with B's bias, A's bias with tokens of B, bias x bias.
+
+    With ``phi = sum_i C[i] + bias`` on each side, ``phi_a . phi_b`` is ``sum R`` plus these three terms
+    (divided by ``|phi_a| |phi_b|`` for cosine, as :func:`~bilrp.engine.pair_relevance` divides ``R``).
+
+    Returns
+    -------
+    tokens_a_with_bias_b, bias_a_with_tokens_b, bias_with_bias
+        ``(batch, s_a)``, ``(batch, s_b)`` and ``(batch,)``.
+
+    """
+    tokens_a = torch.einsum("bim,bm->bi", contributions_a, bias_b)
+    tokens_b = torch.einsum("bm,bjm->bj", bias_a, contributions_b)
+    both = (bias_a * bias_b).sum(-1)
+    if similarity == "cosine":
+        norms = (phi_a.norm(dim=-1) * phi_b.norm(dim=-1)).clamp_min(NORM_FLOOR)
+        tokens_a, tokens_b, both = tokens_a / norms[:, None], tokens_b / norms[:, None], both / norms
+    return tokens_a, tokens_b, both
 
 
 def _computable(tensor: torch.Tensor) -> torch.Tensor:
