@@ -185,9 +185,11 @@ def rule_attention(
         key = key.repeat_interleave(repeats, dim=-3)
         value = value.repeat_interleave(repeats, dim=-3)
     if rule == "ah":
-        scores = _attention_scores(query, key, attn_mask, is_causal, scale, torch.matmul)
-        probabilities = constant(lambda: torch.softmax(scores, dim=-1), like=scores)
-        return torch.matmul(probabilities, value)
+        def probabilities() -> torch.Tensor:  # not computed while replaying: the recorded ones are used
+            return torch.softmax(_attention_scores(query, key, attn_mask, is_causal, scale, torch.matmul), dim=-1)
+
+        # the constant probabilities broadcast over the replay batch (no copy per token)
+        return combine_with_constant(value, probabilities, lambda v, p: torch.matmul(p, v))
     scores = _attention_scores(query, key, attn_mask, is_causal, scale, _uniform_matmul)
     return uniform_product(torch.matmul, linearised_softmax(scores, -1), value)
 

@@ -41,7 +41,7 @@ from torch import nn
 from zennit.core import Stabilizer, zero_wrap
 from zennit.rules import zero_bias
 
-from .constants import constant, scale_by_constant
+from .constants import combine_with_constant, constant, scale_by_constant
 
 __all__ = [
     "LinearRule",
@@ -146,7 +146,7 @@ def _sign_split_linear(
     total = scale_by_constant(parts[0], scale(0))
     for k in range(1, len(parts)):
         total = total + scale_by_constant(parts[k], scale(k))
-    return total + constant(lambda: cache["z"][0] - total.detach(), like=total)
+    return combine_with_constant(total, lambda: cache["z"][0] - total.detach(), torch.add)
 
 
 # ---------------------------------------------------------------------------------------------- the rules
@@ -215,7 +215,7 @@ def epsilon_linear(
         return _ratio(value, stabilizer(denominator))
 
     y = scale_by_constant(z, ratio)
-    return y + constant(lambda: z.detach() - y.detach(), like=y)
+    return combine_with_constant(y, lambda: z.detach() - y.detach(), torch.add)
 
 
 def gamma_linear(
@@ -419,4 +419,4 @@ def pass_linear(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         return _ratio(cache["z"], x.detach())
 
     y = scale_by_constant(x, ratio)
-    return y + constant(lambda: cache["z"] - y.detach(), like=y)
+    return combine_with_constant(y, lambda: cache["z"] - y.detach(), torch.add)
