@@ -24,3 +24,17 @@ def test_compare_methods_loop_runs_every_method_in_one_loop():
         if name != "Integrated Gradients":  # pair methods: sum + delta is the similarity
             assert abs(total + delta - score) < 2e-4, line
     assert "strongest pair: 'guitar'-'guitar'" in next(line for line in output.splitlines() if line.startswith("BiLRP"))
+
+
+def test_rule_sets_example_prints_every_rule_set_and_a_decomposition_that_sums_to_the_score():
+    output = run_example("rule_sets.py")
+    from bilrp.rule_sets import RULE_SETS
+
+    lines = output.splitlines()
+    for name in RULE_SETS:
+        line = next(line for line in lines if line.startswith(f"{name} "))
+        found = re.search(r"score ([-\d.]+) = sum R ([-+\d.]+) \+ bias ([-+\d.]+)", line)
+        score, total, bias = (float(v) for v in found.groups())
+        assert abs(total + bias - score) < 2e-4, line
+    matrix, score = (float(v) for v in re.search(r"matrix sum ([-\d.]+) = score ([-\d.]+)", output).groups())
+    assert abs(matrix - score) < 1e-5

@@ -26,6 +26,8 @@ __all__ = [
     "fraction",
     "seed",
     "load_model",
+    "add_rules_argument",
+    "rules_options",
 ]
 
 
@@ -75,3 +77,36 @@ def load_model(name_or_path: str | None, pooling: str | None = None, similarity:
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     return SimilarityModel.from_pretrained(name_or_path or DEFAULT_MODEL, pooling=pooling, similarity=similarity)
+
+
+def add_rules_argument(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """Add ``--rules`` (BiLRP's rule set, :mod:`bilrp.rule_sets`) with ``default`` (``None``: the family's)."""
+    from ._catalog import RULE_SET_NAMES
+
+    chosen = "the model family's (docs/results.md)" if default is None else f"{default}, as in the paper"
+    parser.add_argument(
+        "--rules",
+        default=default,
+        metavar="RULES",
+        help=(
+            f"BiLRP's rule set: {', '.join(RULE_SET_NAMES)} (epsilon and gamma take =value, e.g. epsilon=0.1); "
+            f"default: {chosen}"
+        ),
+    )
+
+
+def rules_options(method: str, rules: str | None, given: bool = True) -> dict:
+    """``{"rules": rules}`` for BiLRP (checked, a one-line ``ValueError`` if unknown), ``{}`` otherwise.
+
+    ``given``: whether the user named the rules (then another method is refused, since it has none).
+    """
+    if rules is None:
+        return {}
+    if method != "bilrp":
+        if given:
+            raise ValueError(f"--rules chooses BiLRP's rules; method {method!r} has none (drop --rules)")
+        return {}
+    from .rule_sets import parse_rule_set
+
+    parse_rule_set(rules)
+    return {"rules": rules}

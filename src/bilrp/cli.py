@@ -37,8 +37,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._catalog import DEFAULT_MODEL, METHOD_NAMES, POOLING_NAMES, RULE_SET_NAMES, SIMILARITY_NAMES, VERSION
-from ._cli_support import OneLineParser, fraction, load_model, positive_int
+from ._catalog import DEFAULT_MODEL, METHOD_NAMES, POOLING_NAMES, SIMILARITY_NAMES, VERSION
+from ._cli_support import OneLineParser, add_rules_argument, fraction, load_model, positive_int, rules_options
 from ._io import atomic_paths, check_name, json_text, probe_writable
 
 if TYPE_CHECKING:
@@ -119,14 +119,7 @@ def _register_explain(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     explain.add_argument("--method", choices=METHOD_NAMES, default="bilrp", help="attribution method (default: bilrp)")
-    explain.add_argument(
-        "--rules",
-        metavar="RULES",
-        help=(
-            f"BiLRP's rule set: {', '.join(RULE_SET_NAMES)} (epsilon and gamma take =value, e.g. epsilon=0.1); "
-            "default: the model family's (docs/results.md); paper reproduces the paper"
-        ),
-    )
+    add_rules_argument(explain, default=None)
     explain.add_argument("--pooling", choices=POOLING_NAMES, help="override the model's pooling")
     explain.add_argument("--similarity", choices=SIMILARITY_NAMES, help="override the model's similarity")
     explain.add_argument("--words", action="store_true", help="sum subtoken relevance into words (total conserved)")
@@ -266,17 +259,11 @@ def run_explain(args: argparse.Namespace) -> int:
     for side, text in (("TEXT_A", args.text_a), ("TEXT_B", args.text_b)):
         if not text.strip():
             raise UsageError(f"{side} is empty: give a text with at least one non-space character")
-    if args.rules is not None and args.method != "bilrp":
-        raise UsageError(f"--rules chooses BiLRP's rules; method {args.method!r} has none (drop --rules)")
+    options = rules_options(args.method, args.rules)  # a bad rule set fails before the model loads
     outputs = check_outputs(args.out)
 
     from .explainer import explain
-    from .rule_sets import parse_rule_set
 
-    options = {}
-    if args.rules is not None:
-        parse_rule_set(args.rules)  # a bad rule set fails before the model loads
-        options["rules"] = args.rules
     model = load_model(args.model, args.pooling, args.similarity)
     explanation = explain(
         model, args.text_a, args.text_b, method=args.method, truncate=not args.no_truncate, **options

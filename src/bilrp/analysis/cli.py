@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .._catalog import DEFAULT_MODEL, METHOD_NAMES, POOLING_NAMES, SIMILARITY_NAMES
-from .._cli_support import number_parser, positive_int
+from .._cli_support import add_rules_argument, number_parser, positive_int, rules_options
 from .._validation import fraction_rule
 
 __all__ = ["register"]
@@ -38,6 +38,7 @@ def _add_common(parser: argparse.ArgumentParser, several_models: bool) -> None:
     )
     parser.add_argument("--similarity", choices=SIMILARITY_NAMES, help="similarity override")
     parser.add_argument("--method", default="bilrp", choices=METHOD_NAMES, help="explanation method (bilrp)")
+    add_rules_argument(parser, default="paper")
     parser.add_argument("--split", default="test", help="dataset split (test)")
     parser.add_argument("--limit", type=positive_int, help="take the first N pairs only")
     parser.add_argument("--out", type=Path, required=True, help="output folder for figures, tables and JSON")
@@ -98,6 +99,7 @@ def _records(args: argparse.Namespace, model, dataset: str):
         batch_size=args.batch_size,
         shard_size=args.shard_size,
         progress=not args.no_progress,
+        **rules_options(args.method, args.rules, given=False),
     )
 
 

@@ -70,8 +70,9 @@ class TransformerCanonizer(ArchitectureCanonizer):
 def architecture_table() -> str:
     """The Markdown table of the registered families (``docs/architectures.md`` is generated from it)."""
     rows = [
-        "| family | example checkpoints | attention (rule AH) | norm (rule LN) | feed-forward | pooling |",
-        "|---|---|---|---|---|---|",
+        "| family | example checkpoints | attention (rule AH) | norm (rule LN) | feed-forward | pooling "
+        "| default rules |",
+        "|---|---|---|---|---|---|---|",
     ]
     for entry in ARCHITECTURES.values():
         if not entry.models:  # not a model family (bilrp's QKV pooling registers its rule here too)
@@ -82,6 +83,6 @@ def architecture_table() -> str:
         checkpoints = ", ".join(f"`{c}`" for c in entry.checkpoints) or "(your own)"
         rows.append(
             f"| {entry.name} | {checkpoints} | {attention or '`nn.MultiheadAttention`'} | {entry.norm} | "
-            f"{entry.mlp} | {entry.pooling} |"
+            f"{entry.mlp} | {entry.pooling} | `{entry.rules}` |"
         )
     return "\n".join(rows) + "\n"

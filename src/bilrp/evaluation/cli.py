@@ -16,7 +16,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .._catalog import METHOD_NAMES, RULE_SET_NAMES
-from .._cli_support import OneLineParser, number_parser, positive_int, positive_number, seed
+from .._cli_support import (
+    OneLineParser,
+    add_rules_argument,
+    number_parser,
+    positive_int,
+    positive_number,
+    rules_options,
+    seed,
+)
 from .._validation import NON_NEGATIVE_INT
 from .errors import FRACTION, check_choices
 
@@ -54,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     perturbation.add_argument("--filler", help="filler token (default: the tokenizer's mask token)")
     perturbation.add_argument("--ij-steps", type=positive_int, default=20, help="path points of Integrated Jacobians")
+    add_rules_argument(perturbation, default="paper")
     perturbation.set_defaults(func=_run_perturbation)
 
     rules = commands.add_parser(
@@ -79,6 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     conservation = commands.add_parser("conservation", help="summed relevance against the score (appendix C)")
     _common(conservation, dataset="stsb")
+    add_rules_argument(conservation, default="paper")
     conservation.set_defaults(func=_run_conservation)
 
     ground_truth = commands.add_parser(
@@ -92,6 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ground_truth.add_argument("--holdout", type=_fraction, default=0.2, help="share of the pairs held out (0.2)")
     ground_truth.add_argument("--spacy", default="en", help="spaCy language or pipeline for the noun tags")
+    add_rules_argument(ground_truth, default="paper")
     ground_truth.set_defaults(func=_run_ground_truth)
 
 
@@ -151,8 +162,11 @@ def _run_perturbation(args: argparse.Namespace) -> int:
     from .perturbation import evaluate_perturbation
 
     check_choices("methods", args.methods, METHOD_NAMES)  # fail before loading the model
+    rules = rules_options("bilrp", args.rules)
     pairs, out, config = _prepare(args, "perturbation")
-    options = {"ij": {"n_steps": args.ij_steps}} if "ij" in args.methods else None
+    options = {"ij": {"n_steps": args.ij_steps}} if "ij" in args.methods else {}
+    if "bilrp" in args.methods:
+        options["bilrp"] = rules
     result = evaluate_perturbation(
         _load_model(args),
         pairs,
@@ -161,7 +175,7 @@ def _run_perturbation(args: argparse.Namespace) -> int:
         filler=args.filler,
         batch_size=args.batch_size,
         seed=args.seed,
-        method_options=options,
+        method_options=options or None,
         progress=not args.no_progress,
         config=config,
     )
@@ -192,14 +206,18 @@ def _run_rules(args: argparse.Namespace) -> int:
 def _run_conservation(args: argparse.Namespace) -> int:
     from .conservation import evaluate_conservation
 
+    rules_options("bilrp", args.rules)
     pairs, out, config = _prepare(args, "conservation")
-    result = evaluate_conservation(_load_model(args), pairs, args.batch_size, not args.no_progress, config)
+    result = evaluate_conservation(
+        _load_model(args), pairs, args.batch_size, not args.no_progress, config, rules=args.rules
+    )
     return _finish(result.files(), out)
 
 
 def _run_ground_truth(args: argparse.Namespace) -> int:
     from .ground_truth import evaluate_ground_truth
 
+    rules_options("bilrp", args.rules)
     pairs, out, config = _prepare(args, "ground-truth")
     result = evaluate_ground_truth(
         args.model,
@@ -213,6 +231,7 @@ def _run_ground_truth(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         config=config,
+        rules=args.rules,
     )
     return _finish(result.files(), out)
 

@@ -126,6 +126,7 @@ def evaluate_conservation(
     batch_size: int = 32,
     progress: bool = True,
     config: dict | None = None,
+    rules: str = "paper",
 ) -> ConservationResult:
     """Summed relevance against the score for H x P, BiLRP and BiLRP with the model's biases zeroed.
 
@@ -141,6 +142,10 @@ def evaluate_conservation(
         Show progress bars.
     config
         Extra fields stored with the result.
+    rules
+        BiLRP's rule set (:mod:`bilrp.rule_sets`); the paper's by default. With the biases zeroed, relevance
+        adds up to the score only under rules without a stabiliser (``paper``, not ``epsilon``/``gamma``, whose
+        absorbed share goes to the bias term, nor AttnLRP, whose softmax rule is not conservative).
 
     """
     pairs = as_pairs(pairs)
@@ -149,7 +154,10 @@ def evaluate_conservation(
     runs = {"hxp": (model, "hxp"), "bilrp": (model, "bilrp"), "bilrp_zero_bias": (zero_biases(model), "bilrp")}
     scores, sums = {}, {}
     for variant, (explained, method) in runs.items():
-        explanations = explain_batch(explained, text_pairs, method=method, batch_size=batch_size, progress=progress)
+        options = {"rules": rules} if method == "bilrp" else {}
+        explanations = explain_batch(
+            explained, text_pairs, method=method, batch_size=batch_size, progress=progress, **options
+        )
         scores[variant] = np.array([e.score for e in explanations])
         sums[variant] = np.array([float(e.relevance.double().sum()) for e in explanations])
-    return ConservationResult(scores, sums, pairs, {"model": model.name, **(config or {})})
+    return ConservationResult(scores, sums, pairs, {"model": model.name, "rules": rules, **(config or {})})

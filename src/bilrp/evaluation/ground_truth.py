@@ -339,6 +339,7 @@ def evaluate_ground_truth(
     seed: int = 0,
     progress: bool = True,
     config: dict | None = None,
+    rules: str = "paper",
 ) -> GroundTruthResult:
     """Build the noun-matching task, fine-tune on part of the pairs, and score explanations on the rest.
 
@@ -365,6 +366,8 @@ def evaluate_ground_truth(
         Show progress bars.
     config
         Extra fields stored with the result.
+    rules
+        BiLRP's rule set (:mod:`bilrp.rule_sets`); the paper's by default.
 
     """
     check_fraction("holdout", holdout)
@@ -397,7 +400,12 @@ def evaluate_ground_truth(
         raise EvaluationError("no held-out pair shares a noun, so no ACS can be computed: use more pairs")
     explanations = {
         method: explain_batch(
-            similarity_model, [text_pairs[k] for k in evaluated], method, batch_size=batch_size, progress=progress
+            similarity_model,
+            [text_pairs[k] for k in evaluated],
+            method,
+            batch_size=batch_size,
+            progress=progress,
+            **({"rules": rules} if method == "bilrp" else {}),
         )
         for method in methods
     }
@@ -432,6 +440,7 @@ def evaluate_ground_truth(
         "learning_rate": learning_rate,
         "trainable_layers": trainable_layers,
         "seed": seed,
+        "rules": rules,
         **(config or {}),
     }
     return GroundTruthResult(
