@@ -32,9 +32,9 @@ class BiLRP(InteractionAttribution):
         (``EpsilonPlus``, ...), translated to bilrp's forward-graph rules when that is exact and refused
         otherwise (:func:`~bilrp.composites.resolve_composite`).
     mode
-        Engine mode (see :mod:`bilrp.engine`): ``"auto"`` (replay of the frozen rule constants while tokens
-        do not outnumber twice the dimensions, else reverse mode), ``"replay"``, ``"forward"`` or
-        ``"reverse"``. All modes give the same relevance.
+        Engine mode (see :mod:`bilrp.engine`): ``"auto"`` (replay of the frozen rule constants while the
+        engine's cost model says it is cheaper, ``seq + 2 <= 3 + 0.75 dim``, else reverse mode),
+        ``"replay"``, ``"forward"`` or ``"reverse"``. All modes give the same relevance.
     certify
         Run the certificate (default). ``False`` skips it, for measuring its cost only: the result is then
         not checked.
