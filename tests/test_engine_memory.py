@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bilrp import BiLRP, TransformerComposite, engine
+from bilrp import BiLRP, TransformerComposite, engine, engine_cost
 from bilrp.engine import default_chunk_size, token_contributions
 from tiny_models import tiny_similarity_model
 
@@ -68,37 +68,38 @@ def test_recorded_minilm_measurements_agree_with_the_estimate():
     for length, row in replay.items():
         assert row["chunk_size"] == default_chunk_size(2, length, MINILM["width"])
         items = min(row["chunk_size"], length) + 2
-        assert row["peak_gb"] * 1e9 <= items * engine._item_bytes(2, length, MINILM["width"], 4)
-        assert row["peak_gb"] * 1e9 <= engine._MEMORY_BUDGET
+        assert row["peak_gb"] * 1e9 <= items * engine_cost._item_bytes(2, length, MINILM["width"], 4)
+        assert row["peak_gb"] * 1e9 <= engine_cost._MEMORY_BUDGET
     assert replay[512]["total_gb"] <= 3.0
 
 
 @pytest.mark.parametrize("dim", [8, 32, 384, 768, 4096])
 def test_auto_picks_what_the_cost_model_says(dim):
-    crossover = max(0, int(engine._reverse_cost(dim) - 2))  # the longest text replay is chosen for
-    assert engine._replay_cost(crossover) <= engine._reverse_cost(dim) < engine._replay_cost(crossover + 1)
+    crossover = max(0, int(engine_cost._reverse_cost(dim) - 2))  # the longest text replay is chosen for
+    replay, reverse = engine_cost._replay_cost, engine_cost._reverse_cost
+    assert replay(crossover) <= reverse(dim) < replay(crossover + 1)
     for length in (1, crossover // 2, crossover, crossover + 1, 2 * crossover + 5):
-        cheaper = "replay" if engine._replay_cost(length) <= engine._reverse_cost(dim) else "reverse"
-        assert engine._choose_mode("auto", length, dim, rules=True) == cheaper
-    assert engine._choose_mode("auto", crossover, dim, rules=True) == "replay"
-    assert engine._choose_mode("auto", crossover + 1, dim, rules=True) == "reverse"
+        cheaper = "replay" if engine_cost._replay_cost(length) <= engine_cost._reverse_cost(dim) else "reverse"
+        assert engine_cost._choose_mode("auto", length, dim, rules=True) == cheaper
+    assert engine_cost._choose_mode("auto", crossover, dim, rules=True) == "replay"
+    assert engine_cost._choose_mode("auto", crossover + 1, dim, rules=True) == "reverse"
 
 
 def test_cost_model_in_forward_passes():
-    assert engine._replay_cost(100) == 102.0
-    assert engine._reverse_cost(384) == pytest.approx(3.0 + engine._BACKWARD_COST * 384)
+    assert engine_cost._replay_cost(100) == 102.0
+    assert engine_cost._reverse_cost(384) == pytest.approx(3.0 + engine_cost._BACKWARD_COST * 384)
 
 
 def test_auto_without_rules_and_explicit_modes_are_unchanged():
-    assert engine._choose_mode("auto", 10, 32, rules=False) == "forward"
-    assert engine._choose_mode("auto", 33, 32, rules=False) == "reverse"
+    assert engine_cost._choose_mode("auto", 10, 32, rules=False) == "forward"
+    assert engine_cost._choose_mode("auto", 33, 32, rules=False) == "reverse"
     for mode in ("forward", "reverse"):
-        assert engine._choose_mode(mode, 1000, 8, rules=False) == mode
-    assert engine._choose_mode("replay", 1000, 8, rules=True) == "replay"
+        assert engine_cost._choose_mode(mode, 1000, 8, rules=False) == mode
+    assert engine_cost._choose_mode("replay", 1000, 8, rules=True) == "replay"
     with pytest.raises(ValueError, match="replay"):
-        engine._choose_mode("replay", 4, 8, rules=False)
+        engine_cost._choose_mode("replay", 4, 8, rules=False)
     with pytest.raises(ValueError, match="unknown mode"):
-        engine._choose_mode("fast", 4, 8, rules=True)
+        engine_cost._choose_mode("fast", 4, 8, rules=True)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def tiny():
 @pytest.mark.parametrize("backward_cost, expected", [(1e-3, "reverse"), (10.0, "replay")])
 def test_token_contributions_runs_the_mode_auto_chose(tiny, monkeypatch, backward_cost, expected):
     model, emb, mask = tiny
-    monkeypatch.setattr(engine, "_BACKWARD_COST", backward_cost)
+    monkeypatch.setattr(engine_cost, "_BACKWARD_COST", backward_cost)
     ran = []
     for name in ("_replay_contributions", "_reverse_contributions", "_forward_contributions"):
         original = getattr(engine, name)

@@ -27,7 +27,6 @@ BiLRP is then a matrix product: ``R = C_a @ C_b.T`` (divided by ``|phi_a| |phi_b
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 from torch import nn
@@ -43,6 +42,7 @@ from .certificate import (
     tolerance,
 )
 from .constants import ConstantTape, recording, replaying
+from .engine_cost import MODES, Mode, _choose_mode, check_mode, default_chunk_size
 from .models.similarity_model import NORM_FLOOR
 
 __all__ = [
@@ -57,69 +57,7 @@ __all__ = [
     "check_mode",
 ]
 
-Mode = Literal["auto", "replay", "forward", "reverse"]
-MODES = ("auto", "replay", "forward", "reverse")
 RepresentFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_MEMORY_BUDGET = 2 * 1024**3
-"""Bytes that the activations of one batched pass (one chunk) may take: its working set."""
-_HEAD_WIDTH = 32
-"""Width per attention head assumed when ``heads`` is not given: the narrowest in use (MiniLM: 384 / 12), so
-that heads are never under-counted."""
-_TOKEN_COPIES = 8
-"""Width-sized vectors alive per token while a layer runs (hidden state, Q, K, V, attention output, ...)."""
-_INTERMEDIATE_COPIES = 2
-"""MLP-intermediate-sized vectors alive per token (the activation and its rule-scaled copy)."""
-_ATTENTION_COPIES = 4
-"""``seq x seq`` matrices alive per head (scores, masked scores, replayed probabilities, the mask)."""
-_BACKWARD_COST = 0.75
-"""One batched VJP in forward passes of the sequence: 0.76, 0.75, 0.53 at 128/256/512 tokens on MiniLM (CPU),
-taken where replay and reverse cost the same (``benchmarks/results/memory.md``)."""
-
-
-def default_chunk_size(
-    batch: int,
-    length: int,
-    width: int,
-    itemsize: int = 4,
-    *,
-    heads: int | None = None,
-    intermediate: int | None = None,
-) -> int:
-    """How many tangents (or cotangents) to batch so that one chunk stays within :data:`_MEMORY_BUDGET`.
-
-    Parameters
-    ----------
-    batch, length, width
-        Shape ``(batch, seq, width)`` of the explained input; every tangent is one such batch.
-    itemsize
-        Bytes per number (4 for float32).
-    heads, intermediate
-        Attention heads and MLP width of the model; default ``width // 32`` and ``4 * width``.
-
-    Returns
-    -------
-    int
-        ``max(1, budget // per_item)`` with ``per_item`` from :func:`_item_bytes`.
-
-    """
-    return max(1, _MEMORY_BUDGET // _item_bytes(batch, length, width, itemsize, heads, intermediate))
-
-
-def _item_bytes(
-    batch: int, length: int, width: int, itemsize: int, heads: int | None = None, intermediate: int | None = None
-) -> int:
-    """Peak bytes one tangent adds to a pass: ``batch * seq * itemsize * (8 w + 2 i + 4 h seq)``.
-
-    Per-token vectors (``w``: width, ``i``: MLP intermediate) grow linearly with the sequence, the ``h`` heads'
-    attention matrices quadratically (they dominate from ``seq = 4 * head width``). On all-MiniLM-L6-v2 at
-    128/256/512 tokens a pass's measured growth is 0.59/0.53/0.75 of this estimate
-    (``benchmarks/results/memory.md``). The recorded constants (``layers * batch * h * seq**2`` numbers) are
-    not counted: no chunk size bounds them.
-    """
-    heads = heads or max(1, width // _HEAD_WIDTH)
-    intermediate = intermediate or 4 * width
-    per_token = _TOKEN_COPIES * width + _INTERMEDIATE_COPIES * intermediate + _ATTENTION_COPIES * heads * length
-    return max(1, batch * length * per_token * itemsize)
 
 
 def token_contributions(
@@ -133,8 +71,9 @@ def token_contributions(
     rules: bool = False,
     certify: bool = True,
     model: nn.Module | None = None,
+    groups: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Contribution of every token to every dimension of the representation.
+    """Contribution of every token (or group of tokens) to every dimension of the representation.
 
     Parameters
     ----------
@@ -165,15 +104,22 @@ def token_contributions(
         :class:`~bilrp.certificate.CertificateError` when it fails. Switch it off only to measure it.
     model
         The module tree ``represent`` runs (hooked to name the culprit when the certificate fails).
+    groups
+        ``(batch, groups, seq)`` 0/1: which tokens form each group (words, sentences, spans; every real token in
+        exactly one group, padding in none). A group is one tangent, its contribution exactly the sum of its
+        tokens' (the network is linear in its input along the directions), so the cost grows with the number
+        of groups instead of tokens. Default: every token on its own.
 
     Returns
     -------
     contributions, phi
-        ``(batch, seq, dim)`` contributions and the representation ``phi`` at ``embeddings``.
+        ``(batch, seq, dim)`` (or ``(batch, groups, dim)``) contributions and the representation ``phi``.
 
     """
     x = embeddings.detach()
     mask = mask.to(x.device)
+    groups = None if groups is None else _checked_groups(groups, mask, x.dtype)
+    units = x.shape[1] if groups is None else groups.shape[1]
     reference = torch.zeros_like(x) if baseline is None else baseline.detach().to(x)
     directions = (x - reference) * mask[..., None].to(x.dtype)
     if rules and (steps != 1 or baseline is not None):
@@ -184,7 +130,7 @@ def token_contributions(
 
     with torch.no_grad(), recording() as tape:  # the plain forward pass also records the rule constants
         phi = represent_masked(x)
-    mode = _choose_mode(mode, x.shape[1], phi.shape[-1], rules)
+    mode = _choose_mode(mode, units, phi.shape[-1], rules)
     certify = rules and certify
 
     def check(contributions_sum: torch.Tensor, zero: torch.Tensor, probe: torch.Tensor) -> None:
@@ -196,19 +142,21 @@ def token_contributions(
             raise refuse(error, x.dtype, culprit)
 
     if mode == "replay":
-        contributions, zero, probe = _replay_contributions(represent, tape, mask, directions, chunk_size, certify)
+        contributions, zero, probe = _replay_contributions(
+            represent, tape, mask, directions, chunk_size, certify, groups
+        )
         if certify:
             check(contributions.sum(1), zero, probe)
         return contributions, phi
     if certify:  # homogeneity first: a non-affine network is refused before the costly per-token passes
         zero, probe = _replay_references(represent, tape, mask, directions)
         check(phi - zero, zero, probe)
-    contributions = torch.zeros(x.shape[0], x.shape[1], phi.shape[-1], dtype=phi.dtype, device=x.device)
+    contributions = torch.zeros(x.shape[0], units, phi.shape[-1], dtype=phi.dtype, device=x.device)
     alphas = [1.0] if steps == 1 else [(k + 0.5) / steps for k in range(steps)]
     for alpha in alphas:
         point = reference + alpha * (x - reference)
         pass_ = _forward_contributions if mode == "forward" else _reverse_contributions
-        contributions += pass_(represent_masked, point, directions, chunk_size)
+        contributions += pass_(represent_masked, point, directions, chunk_size, groups)
     contributions /= len(alphas)
     if certify:
         check(contributions.sum(1), zero, probe)
@@ -227,58 +175,47 @@ def _locate_nonaffine_module(represent, model, mask, directions, chunk_size):
     return probe.first_failure(tolerance(directions.dtype))
 
 
-def check_mode(mode: str) -> Mode:
-    """``mode`` if it is one of :data:`MODES`, else a one-line ``ValueError``."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(map(repr, MODES))}")
-    return mode
-
-
-def _choose_mode(mode: Mode, length: int, dim: int, rules: bool) -> str:
-    """The engine mode for ``mode``; ``"auto"`` under rules takes the cheaper of replay and reverse.
-
-    Replay while ``seq + 2 <= 3 + 0.75 dim`` (:func:`_replay_cost`, :func:`_reverse_cost`; 289 tokens for 384
-    dimensions), else reverse. Without rules: forward while tokens do not outnumber dimensions, else reverse.
-    """
-    check_mode(mode)
-    if mode == "auto":
-        if rules:
-            return "replay" if _replay_cost(length) <= _reverse_cost(dim) else "reverse"
-        return "forward" if length <= dim else "reverse"
-    if mode == "replay" and not rules:
+def _checked_groups(groups: torch.Tensor, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``groups`` as ``dtype`` when it partitions the real tokens of every text, else a one-line ``ValueError``."""
+    if groups.dim() != 3 or groups.shape[0] != mask.shape[0] or groups.shape[2] != mask.shape[1]:
         raise ValueError(
-            "mode='replay' replays LRP rule constants and is for BiLRP only; plain-gradient methods use "
-            "mode='forward' or 'reverse'"
+            f"groups of shape {tuple(groups.shape)} do not fit a batch of shape {tuple(mask.shape)}: give "
+            "(batch, groups, seq)"
         )
-    return mode
+    groups = groups.to(device=mask.device, dtype=dtype)
+    if not torch.all((groups == 0) | (groups == 1)) or not torch.equal(groups.sum(1), mask.to(dtype)):
+        raise ValueError("groups must put every real token in exactly one group and padding in none (0/1 entries)")
+    return groups
 
 
-def _replay_cost(length: int) -> float:
-    """Forward passes of one sequence that replay runs after the recording: one per token, ``f(0)``, the probe."""
-    return length + 2.0
+def _units(directions: torch.Tensor, groups: torch.Tensor | None) -> int:
+    return directions.shape[1] if groups is None else groups.shape[1]
 
 
-def _reverse_cost(dim: int) -> float:
-    """Reverse mode after the recording, in forward passes: graph, certificate (2), ``dim`` VJPs."""
-    return 3.0 + _BACKWARD_COST * dim
+def _token_tangents(
+    directions: torch.Tensor, positions: torch.Tensor, groups: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``(len(positions), batch, seq, width)``: item ``k`` keeps only token (or group) ``positions[k]``."""
+    if groups is None:
+        select = (positions[:, None] == torch.arange(directions.shape[1], device=directions.device)[None, :])[:, None]
+    else:
+        select = groups[:, positions, :].permute(1, 0, 2)
+    return select.to(directions.dtype)[..., None] * directions[None]
 
 
-def _token_tangents(directions: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """``(len(positions), batch, seq, width)``: item ``k`` keeps only token ``positions[k]`` of each text."""
-    select = positions[:, None] == torch.arange(directions.shape[1], device=directions.device)[None, :]
-    return select.to(directions.dtype)[:, None, :, None] * directions[None]
-
-
-def _replay_batches(directions: torch.Tensor, chunk_size: int | None, with_probe: bool):
+def _replay_batches(
+    directions: torch.Tensor, chunk_size: int | None, with_probe: bool, groups: torch.Tensor | None = None
+):
     """Replay inputs ``(repeats * batch, seq, width)`` and their layout, chunk by chunk.
 
     Every chunk starts with the all-zero input; the first also ends with the probe ``PROBE_SCALE * x``.
     """
     batch, length, width = directions.shape
     chunk_size = chunk_size or default_chunk_size(batch, length, width, directions.element_size())
-    for start in range(0, length, chunk_size):
-        positions = torch.arange(start, min(start + chunk_size, length), device=directions.device)
-        pieces = [torch.zeros_like(directions)[None], _token_tangents(directions, positions)]
+    units = _units(directions, groups)
+    for start in range(0, units, chunk_size):
+        positions = torch.arange(start, min(start + chunk_size, units), device=directions.device)
+        pieces = [torch.zeros_like(directions)[None], _token_tangents(directions, positions, groups)]
         probe = with_probe and start == 0
         if probe:
             pieces.append(PROBE_SCALE * directions[None])
@@ -295,12 +232,13 @@ def _replay_contributions(
     directions: torch.Tensor,
     chunk_size: int | None,
     with_probe: bool,
+    groups: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Token contributions ``f(x_i) - f(0)``, ``f(0)`` and (``with_probe``) ``f(PROBE_SCALE x)``."""
+    """Token (or group) contributions ``f(x_i) - f(0)``, ``f(0)`` and (``with_probe``) ``f(PROBE_SCALE x)``."""
     batch = directions.shape[0]
     pieces, zero, probe = [], None, None
     with torch.no_grad():
-        for inputs, layout in _replay_batches(directions, chunk_size, with_probe):
+        for inputs, layout in _replay_batches(directions, chunk_size, with_probe, groups):
             with replaying(tape, layout.repeats):
                 out = represent(inputs, mask.repeat(layout.repeats, 1)).reshape(layout.repeats, batch, -1)
             zero = out[0]
@@ -321,25 +259,34 @@ def _replay_references(
 
 
 def _forward_contributions(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, directions: torch.Tensor, chunk_size: int | None
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    directions: torch.Tensor,
+    chunk_size: int | None,
+    groups: torch.Tensor | None = None,
 ) -> torch.Tensor:
     batch, length, width = x.shape
     chunk_size = chunk_size or default_chunk_size(batch, length, width, x.element_size())
-    positions = torch.arange(length, device=x.device)
+    units = _units(directions, groups)
+    positions = torch.arange(units, device=x.device)
 
     def directional_derivative(tangent: torch.Tensor) -> torch.Tensor:
         return torch.func.jvp(fn, (x,), (tangent,))[1]
 
     pieces = []
     with torch.no_grad():
-        for start in range(0, length, chunk_size):
-            tangents = _token_tangents(directions, positions[start : start + chunk_size])
+        for start in range(0, units, chunk_size):
+            tangents = _token_tangents(directions, positions[start : start + chunk_size], groups)
             pieces.append(torch.func.vmap(directional_derivative)(tangents))  # (c, batch, dim)
     return torch.cat(pieces).permute(1, 0, 2)
 
 
 def _reverse_contributions(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, directions: torch.Tensor, chunk_size: int | None
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    directions: torch.Tensor,
+    chunk_size: int | None,
+    groups: torch.Tensor | None = None,
 ) -> torch.Tensor:
     batch, length, width = x.shape
     point = x.clone().requires_grad_(True)
@@ -353,7 +300,8 @@ def _reverse_contributions(
         cotangents = eye[start : start + chunk_size, None, :].expand(-1, batch, dim)
         (grads,) = torch.autograd.grad(phi, point, cotangents, retain_graph=True, is_grads_batched=True)
         pieces.append(torch.einsum("cbsw,bsw->bsc", grads, directions))
-    return torch.cat(pieces, dim=-1)
+    per_token = torch.cat(pieces, dim=-1)
+    return per_token if groups is None else torch.einsum("bgs,bsc->bgc", groups, per_token)
 
 
 def pair_relevance(

@@ -65,7 +65,7 @@ class BiLRP(InteractionAttribution):
         self.mode = check_mode(mode)
         self.certify = bool(certify)
 
-    def _factor(self, embeddings, mask, internal_batch_size, baseline):
+    def _factor(self, embeddings, mask, internal_batch_size, baseline, groups=None):
         """First-order LRP of every embedding dimension on every token, ``(batch, seq, dim)``, and ``phi``."""
         with self.composite.context(self.forward_func):
             return token_contributions(
@@ -77,6 +77,7 @@ class BiLRP(InteractionAttribution):
                 rules=True,
                 certify=self.certify,
                 model=self.forward_func,
+                groups=groups,
             )
 
     def bias_vectors(self, embeddings, mask, contributions, phi, baseline=None):

@@ -19,10 +19,11 @@ class EmbeddingInteraction(InteractionAttribution):
 
     name = "Embedding"
 
-    def _factor(self, embeddings, mask, internal_batch_size, baseline):
-        """Mean-pooling-weighted token states ``(batch, seq, dim)`` and the representation ``phi``."""
+    def _factor(self, embeddings, mask, internal_batch_size, baseline, groups=None):
+        """Mean-pooling-weighted token states ``(batch, seq, dim)`` (summed per group) and the representation."""
         with torch.no_grad():
             hidden = self.forward_func.hidden_states(embeddings, mask)
             phi = self.forward_func.pooling(hidden, mask)
         weights = mask.to(hidden.dtype) / mask.sum(1, keepdim=True).clamp_min(1).to(hidden.dtype)
-        return hidden * weights[..., None], phi
+        factor = hidden * weights[..., None]
+        return (factor if groups is None else torch.einsum("bgs,bsd->bgd", groups.to(factor), factor)), phi

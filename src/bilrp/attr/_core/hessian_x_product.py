@@ -39,9 +39,9 @@ class HessianXProduct(InteractionAttribution):
             return phi / phi.norm(dim=-1, keepdim=True).clamp_min(NORM_FLOOR)
         return phi
 
-    def _factor(self, embeddings, mask, internal_batch_size, baseline):
+    def _factor(self, embeddings, mask, internal_batch_size, baseline, groups=None):
         """Gradient x input of every (normalised) embedding dimension on every token, and ``n(x)``."""
-        return self._path_contributions(embeddings, mask, internal_batch_size, steps=1)
+        return self._path_contributions(embeddings, mask, internal_batch_size, steps=1, groups=groups)
 
     def _path_contributions(
         self,
@@ -50,6 +50,7 @@ class HessianXProduct(InteractionAttribution):
         internal_batch_size: int | None,
         steps: int,
         baseline: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         with PlainComposite().context(self.forward_func):
             return token_contributions(
@@ -60,6 +61,7 @@ class HessianXProduct(InteractionAttribution):
                 chunk_size=internal_batch_size,
                 steps=steps,
                 baseline=baseline,
+                groups=groups,
             )
 
     def combine(self, contributions_a, contributions_b, phi_a, phi_b):

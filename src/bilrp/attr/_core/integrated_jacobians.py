@@ -155,14 +155,16 @@ class IntegratedJacobians(HessianXProduct):
         """
         return phi - reference_phi - contributions.sum(1)
 
-    def _factor(self, embeddings, mask, internal_batch_size, baseline):
+    def _factor(self, embeddings, mask, internal_batch_size, baseline, groups=None):
         """Path-integrated contributions per token and embedding dimension, and ``n(x)``.
 
         ``baseline`` (from ``attribute(baselines=...)``) takes precedence over the constructor's reference.
         """
         if baseline is None and self.reference != "zero":
             baseline = self.reference_input(embeddings, mask)
-        return self._path_contributions(embeddings, mask, internal_batch_size, steps=self.n_steps, baseline=baseline)
+        return self._path_contributions(
+            embeddings, mask, internal_batch_size, steps=self.n_steps, baseline=baseline, groups=groups
+        )
 
 
 def _check_reference(reference) -> Reference:

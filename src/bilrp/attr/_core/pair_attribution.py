@@ -176,6 +176,7 @@ class InteractionAttribution(PairAttribution):
         mask: torch.Tensor,
         internal_batch_size: int | None = None,
         baseline: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Token contributions ``(batch, seq, dim)`` and representation ``phi`` ``(batch, dim)`` of one side.
 
@@ -187,6 +188,10 @@ class InteractionAttribution(PairAttribution):
             Tangents per batched engine pass.
         baseline
             Reference input of the same shape (methods with ``accepts_baselines`` only).
+        groups
+            ``(batch, groups, seq)`` 0/1 partition of the real tokens (:mod:`bilrp.granularity`): the
+            contributions are then per group, ``(batch, groups, dim)``, exactly the sums of the tokens'. The
+            engine methods push each group through as one tangent (cheaper than tokens).
 
         """
         optional_positive_int("internal_batch_size", internal_batch_size)
@@ -194,7 +199,7 @@ class InteractionAttribution(PairAttribution):
         with explaining(self.forward_func):
             embeddings = _computable(embeddings)
             baseline = None if baseline is None else _computable(baseline)
-            return self._factor(embeddings, mask, internal_batch_size, baseline)
+            return self._factor(embeddings, mask, internal_batch_size, baseline, groups)
 
     def _factor(
         self,
@@ -202,6 +207,7 @@ class InteractionAttribution(PairAttribution):
         mask: torch.Tensor,
         internal_batch_size: int | None,
         baseline: torch.Tensor | None,
+        groups: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
