@@ -7,7 +7,7 @@ product; the grouped factor comes from the engine pushing each group through as 
 import pytest
 import torch
 
-from bilrp import BiLRP, EmbeddingInteraction, HessianXProduct, IntegratedJacobians
+from bilrp import BiLRP, EmbeddingInteraction, HessianXProduct, IntegratedJacobians, explain, explain_batch
 from bilrp.granularity import check_granularity, sentence_spans, token_groups
 from tiny_models import tiny_similarity_model
 
@@ -88,3 +88,32 @@ def test_token_groups_words_sentences_and_spans(model):
 def test_bad_granularities_are_one_line_errors(granularity, message):
     with pytest.raises(ValueError, match=message):
         check_granularity(granularity)
+
+
+@pytest.mark.parametrize("method", ["bilrp", "hxp", "random"])
+@pytest.mark.parametrize("granularity", ["word", "sentence", lambda text: [(0, 9)]])
+def test_explain_at_a_granularity_equals_token_relevance_summed(model, method, granularity):
+    a, b = TEXTS
+    options = {"seed": 0} if method == "random" else {}
+    tokens = explain(model, a, b, method=method, **options)
+    grouped = explain(model, a, b, method=method, granularity=granularity, **options)
+    chosen = {text: granularity if isinstance(granularity, str) else granularity(text) for text in (a, b)}
+    group_a = token_groups(tokens.tokens_a, tokens.word_ids_a, tokens.offsets_a, a, chosen[a])
+    group_b = token_groups(tokens.tokens_b, tokens.word_ids_b, tokens.offsets_b, b, chosen[b])
+    expected = group_a.matrix @ tokens.relevance.double() @ group_b.matrix.T
+    assert grouped.tokens_a == group_a.labels and grouped.tokens_b == group_b.labels
+    assert torch.allclose(grouped.relevance.double(), expected, atol=1e-10)
+    assert grouped.score == pytest.approx(tokens.score, abs=1e-12)
+    if method == "bilrp":
+        assert float(grouped.decomposition().sum()) == pytest.approx(grouped.score, abs=1e-10)
+
+
+def test_explain_takes_a_pair_of_span_lists_and_refuses_bad_granularities(model):
+    a, b = TEXTS
+    grouped = explain(model, a, b, granularity=([(0, 22)], "token"))
+    assert grouped.tokens_a[1] == "A man plays the guitar"
+    assert len(grouped.tokens_b) == len(explain(model, a, b).tokens_b)
+    with pytest.raises(ValueError, match="unknown granularity"):
+        explain(model, a, b, granularity="chapter")
+    with pytest.raises(ValueError, match="one pair of texts"):
+        explain_batch(model, [(a, b), (b, a)], granularity=([(0, 3)], [(0, 3)]), progress=False)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the names of _EXPORTS, statically (tests/test_startup.py ch
     from .explainer import METHODS, explain, explain_batch
     from .explanation import Explanation
     from .models import DEFAULT_MODEL, ModelLoadError, SimilarityModel
+    from .ranking import DocumentIndex, explain_difference, explain_ranking
 
 _EXPORTS = {
     "DEFAULT_MODEL": ".models:DEFAULT_MODEL",
@@ -37,6 +38,9 @@ _EXPORTS = {
     "NonlinearityError": ".engine:NonlinearityError",
     "CertificateError": ".engine:CertificateError",
     "ModelLoadError": ".models:ModelLoadError",
+    "DocumentIndex": ".ranking:DocumentIndex",
+    "explain_ranking": ".ranking:explain_ranking",
+    "explain_difference": ".ranking:explain_difference",
     "__version__": "._catalog:VERSION",
 }
 """Public name -> ``"module:attribute"``: the one list of what ``bilrp`` exports, imported on first use."""

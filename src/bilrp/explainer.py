@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -21,9 +21,20 @@ from .attr import (
 )
 from .explaining import explaining
 from .explanation import Explanation
+from .granular import GranularityLike, attach_groups, group_relevance, padded_groups, resolve_granularity, units
 from .models import SimilarityModel, as_similarity_model
+from .text_encoding import TextFactor, encode_texts
 
-__all__ = ["explain", "explain_batch", "METHODS", "make_attribution", "PromptNames"]
+__all__ = [
+    "explain",
+    "explain_batch",
+    "METHODS",
+    "make_attribution",
+    "PromptNames",
+    "TextFactor",
+    "text_factors",
+    "explanation_from_factors",
+]
 
 METHODS: dict[str, type[PairAttribution]] = {
     "bilrp": BiLRP,
@@ -52,6 +63,7 @@ def explain(
     method: str = "bilrp",
     truncate: bool = True,
     prompt_name: PromptNames = None,
+    granularity: GranularityLike = "token",
     **options: Any,
 ) -> Explanation:
     """Explain the similarity of two texts with token-pair relevance.
@@ -71,8 +83,14 @@ def explain(
         The model's prompt for both texts, or ``(for text A, for text B)`` (a query and a document);
         ``None``: the model's default prompt. Prompt tokens are explained like the text's own and counted in
         ``Explanation.prompt_length_a`` / ``prompt_length_b``.
+    granularity
+        What the rows and columns of ``R`` are: ``"token"`` (default), ``"word"``, ``"sentence"`` (spaCy's
+        sentencizer), a function ``text -> [(start, end), ...]`` of character spans, or a pair ``(for text A,
+        for text B)`` of these or of span lists. Groups are computed directly (one engine tangent per group,
+        exactly the sum of its tokens), so long texts cost as many passes as groups, not tokens. Special tokens
+        and tokens outside every span stay on their own.
     **options
-        Passed to the attribution class (``composite=``, ``mode=``, ``n_steps=``, ``seed=``).
+        Passed to the attribution class (``composite=``, ``rules=``, ``mode=``, ``n_steps=``, ``seed=``).
 
     Examples
     --------
@@ -83,7 +101,14 @@ def explain(
     """
     pairs = [(text_a, text_b)]
     return explain_batch(
-        model, pairs, method=method, truncate=truncate, progress=False, prompt_name=prompt_name, **options
+        model,
+        pairs,
+        method=method,
+        truncate=truncate,
+        progress=False,
+        prompt_name=prompt_name,
+        granularity=granularity,
+        **options,
     )[0]
 
 
@@ -96,6 +121,7 @@ def explain_batch(
     progress: bool = True,
     truncate: bool = True,
     prompt_name: PromptNames = None,
+    granularity: GranularityLike = "token",
     **options: Any,
 ) -> list[Explanation]:
     """Explain many pairs: texts are padded into batches and each distinct text is computed once.
@@ -121,6 +147,8 @@ def explain_batch(
         Truncate over-long texts with a warning (``False``: raise).
     prompt_name
         As for :func:`explain`, for every pair.
+    granularity
+        As for :func:`explain` (a pair of span lists only with one pair).
     **options
         Passed to the attribution class.
 
@@ -129,11 +157,15 @@ def explain_batch(
     positive_int("batch_size", batch_size)
     optional_positive_int("internal_batch_size", internal_batch_size)
     prompt_a, prompt_b = prompt_name if isinstance(prompt_name, tuple) else (prompt_name, prompt_name)
-    pairs = [((prompt_a, a), (prompt_b, b)) for a, b in _checked_pairs(pairs)]
+    checked = _checked_pairs(pairs)
+    granularity_of = resolve_granularity(granularity, checked)
+    pairs = [((prompt_a, a), (prompt_b, b)) for a, b in checked]
     attribution = make_attribution(model, method, **options)
     with explaining(model):  # eval mode (embedding dropout off), exclusive, float32: for every step
         keys = list(dict.fromkeys(key for pair in pairs for key in pair))
-        encoded = _encode_texts(model, keys, batch_size, truncate)
+        encoded = encode_texts(model, keys, batch_size, truncate)
+        if granularity_of is not None:
+            attach_groups(encoded, granularity_of)
         if isinstance(attribution, InteractionAttribution):
             return _explain_factorised(
                 model, attribution, pairs, encoded, batch_size, internal_batch_size, progress, method
@@ -165,41 +197,75 @@ def _explain_pairwise(model, attribution, pairs, encoded, internal_batch_size, p
             return_convergence_delta=True,
         )
         score = float(relevance.sum() + delta.sum())
-        results.append(_make_explanation(model, method, key_a[1], key_b[1], a, b, relevance[0], score))
+        grouped = group_relevance(relevance[0], a, b)
+        results.append(_make_explanation(model, method, key_a[1], key_b[1], a, b, grouped, score))
     return results
 
 
-def _encode_texts(
-    model: SimilarityModel, keys: list[tuple[str | None, str]], batch_size: int, truncate: bool
-) -> dict[tuple[str | None, str], dict]:
-    """Tokenize and embed every distinct ``(prompt name, text)`` once, by length to keep padding small."""
-    full = {key: model.prompt(key[0]) + key[1] for key in keys}  # lengths only order the batches: no warnings
-    lengths = {key: len(model.tokenizer(text, truncation=False)["input_ids"]) for key, text in full.items()}
-    ordered = sorted(keys, key=lambda key: (str(key[0]), lengths[key]))
-    encoded: dict[tuple[str | None, str], dict] = {}
-    for start in range(0, len(ordered), batch_size):
-        for prompt_name in dict.fromkeys(key[0] for key in ordered[start : start + batch_size]):
-            chunk = [key for key in ordered[start : start + batch_size] if key[0] == prompt_name]
-            batch = model.tokenize([key[1] for key in chunk], truncate=truncate, prompt_name=prompt_name)
-            with torch.no_grad():
-                embeddings = model.embed(batch["input_ids"], batch["attention_mask"])
-            for row, key in enumerate(chunk):
-                keep = batch["attention_mask"][row].nonzero().flatten()
-                encoded[key] = {
-                    "embeddings": embeddings[row, keep],
-                    "length": len(keep),
-                    "tokens": batch["tokens"][row],
-                    "word_ids": batch.get("word_ids", [None] * len(chunk))[row],
-                    "offsets": batch.get("offsets", [None] * len(chunk))[row],
-                    "prompt": model.prompt(prompt_name),
-                    "prompt_length": batch.get("prompt_lengths", [0] * len(chunk))[row],
-                }
-    return encoded
-
-
 def _explain_factorised(model, attribution, pairs, encoded, batch_size, internal_batch_size, progress, method):
+    bar = tqdm(total=len(encoded) + len(pairs), desc=f"explaining ({method})", disable=not progress, unit="item")
+    _fill_factors(model, attribution, encoded, batch_size, internal_batch_size, bar.update)
+    results = []
+    for key_a, key_b in pairs:
+        a, b = encoded[key_a], encoded[key_b]
+        results.append(explanation_from_factors(model, attribution, a, b, key_a[1], key_b[1], method))
+        bar.update(1)
+    bar.close()
+    return results
+
+
+def text_factors(
+    model: SimilarityModel | Any,
+    attribution: InteractionAttribution,
+    texts: Sequence[str],
+    prompt_name: str | None = None,
+    batch_size: int = 32,
+    internal_batch_size: int | None = None,
+    truncate: bool = True,
+    progress: Callable[[int], object] | None = None,
+) -> list[TextFactor]:
+    """Each text's factor of a factorising attribution: what ``explain_batch`` computes once per distinct text.
+
+    Texts are tokenized, embedded and padded into batches by length; one engine pass per batch gives every
+    token's contribution to every embedding dimension. Pairing two factors with
+    :func:`explanation_from_factors` gives exactly the explanation :func:`explain` gives for the two texts.
+
+    Parameters
+    ----------
+    model
+        The similarity model, as for :func:`explain`.
+    attribution
+        A factorising attribution built for ``model`` (:class:`~bilrp.BiLRP`, H x P, IJ, Embedding).
+    texts
+        The texts (a text given twice is computed once).
+    prompt_name
+        The model's prompt for every text (``None``: the default prompt).
+    batch_size, internal_batch_size, truncate
+        As for :func:`explain_batch`.
+    progress
+        Called with the number of texts of each finished batch (e.g. ``tqdm.update``).
+
+    Returns
+    -------
+    list of TextFactor
+        One per text, in the order of ``texts``.
+
+    """
+    model = as_similarity_model(model)
+    positive_int("batch_size", batch_size)
+    optional_positive_int("internal_batch_size", internal_batch_size)
+    if not isinstance(attribution, InteractionAttribution):
+        raise TypeError(f"{type(attribution).__name__} does not factorise: use BiLRP, HessianXProduct or IJ")
+    keys = [(prompt_name, text) for text in dict.fromkeys(texts)]
+    with explaining(model):
+        encoded = encode_texts(model, keys, batch_size, truncate)
+        _fill_factors(model, attribution, encoded, batch_size, internal_batch_size, progress)
+    return [encoded[(prompt_name, text)] for text in texts]
+
+
+def _fill_factors(model, attribution, encoded, batch_size, internal_batch_size, progress) -> None:
+    """Add ``contributions``, ``phi`` and ``bias_vector`` to every entry of ``encoded``, batch by batch."""
     texts = sorted(encoded, key=lambda t: encoded[t]["length"])
-    bar = tqdm(total=len(texts) + len(pairs), desc=f"explaining ({method})", disable=not progress, unit="item")
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
         width = max(encoded[t]["length"] for t in chunk)
@@ -210,29 +276,56 @@ def _explain_factorised(model, attribution, pairs, encoded, batch_size, internal
             n = encoded[text]["length"]
             embeddings[row, :n] = encoded[text]["embeddings"]
             mask[row, :n] = 1
+        groups = padded_groups([encoded[t] for t in chunk], width, embeddings.dtype, model.device)
         contributions, phi = attribution.contributions(
-            embeddings.to(model.device), mask.to(model.device), internal_batch_size
+            embeddings.to(model.device), mask.to(model.device), internal_batch_size, groups=groups
         )
         bias = attribution.bias_vectors(embeddings.to(model.device), mask.to(model.device), contributions, phi)
         for row, text in enumerate(chunk):
-            encoded[text]["contributions"] = contributions[row, : encoded[text]["length"]]
+            encoded[text]["contributions"] = contributions[row, : units(encoded[text])]
             encoded[text]["phi"] = phi[row]
             encoded[text]["bias_vector"] = None if bias is None else bias[row]
-        bar.update(len(chunk))
-    results = []
-    for key_a, key_b in pairs:
-        a, b = encoded[key_a], encoded[key_b]
-        relevance, score = attribution.combine(
-            a["contributions"][None], b["contributions"][None], a["phi"][None], b["phi"][None]
-        )
-        explanation = _make_explanation(model, method, key_a[1], key_b[1], a, b, relevance[0], float(score[0]))
-        explanation.rules = getattr(attribution, "rules", "")
-        if a["bias_vector"] is not None:
-            _add_decomposition(explanation, a, b, model.similarity)
-        results.append(explanation)
-        bar.update(1)
-    bar.close()
-    return results
+        if progress is not None:
+            progress(len(chunk))
+
+
+def explanation_from_factors(
+    model: SimilarityModel,
+    attribution: InteractionAttribution,
+    factor_a: TextFactor,
+    factor_b: TextFactor,
+    text_a: str,
+    text_b: str,
+    method: str = "bilrp",
+) -> Explanation:
+    """The explanation of two texts' similarity from their factors (:func:`text_factors`).
+
+    ``R = C_a C_b^T`` (divided by ``|phi_a| |phi_b|`` for cosine), the score from the two representations and,
+    when the factors carry bias vectors (BiLRP, IJ), the bias decomposition: exactly what :func:`explain` gives.
+
+    Parameters
+    ----------
+    model
+        The similarity model the factors were computed with.
+    attribution
+        The attribution that computed them (its ``combine`` pairs them, its ``rules`` name the rules).
+    factor_a, factor_b
+        The two texts' factors; both on one device and in one dtype.
+    text_a, text_b
+        The two texts (without prompts), recorded in the explanation.
+    method
+        The method name recorded in the explanation.
+
+    """
+    a, b = factor_a, factor_b
+    relevance, score = attribution.combine(
+        a["contributions"][None], b["contributions"][None], a["phi"][None], b["phi"][None]
+    )
+    explanation = _make_explanation(model, method, text_a, text_b, a, b, relevance[0], float(score[0]))
+    explanation.rules = getattr(attribution, "rules", "")
+    if a.get("bias_vector") is not None and b.get("bias_vector") is not None:
+        _add_decomposition(explanation, a, b, model.similarity)
+    return explanation
 
 
 def _add_decomposition(explanation: Explanation, a: dict, b: dict, similarity: str) -> None:

@@ -13,7 +13,6 @@ from ._io import json_text, write_text
 __all__ = ["Explanation", "TokenPair"]
 
 
-
 @dataclass(frozen=True)
 class TokenPair:
     """One entry of the relevance matrix."""
@@ -52,6 +51,8 @@ class Explanation:
     step_error
         The part of the score no term carries: Integrated Jacobians' path-integration error (0 for BiLRP,
         whose decomposition is exact and certified).
+    document_id
+        The id of text B in a :class:`~bilrp.DocumentIndex` (an explained search result); ``None`` otherwise.
 
     """
 
@@ -77,6 +78,7 @@ class Explanation:
     bias_a_with_tokens_b: torch.Tensor | None = field(default=None, repr=False)
     bias_with_bias: float | None = None
     step_error: float = 0.0
+    document_id: str | None = None
 
     @property
     def bias_share(self) -> float:
@@ -158,12 +160,15 @@ class Explanation:
             prompt_b=self.prompt_b,
             prompt_length_a=int(groups_a[:, : self.prompt_length_a].any(1).sum()),
             prompt_length_b=int(groups_b[:, : self.prompt_length_b].any(1).sum()),
+            document_id=self.document_id,
             **self._decomposition_fields(groups_a, groups_b),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: model, method, texts, tokens, relevance rows, score and bias."""
-        return {
+        """The JSON form: model, method, texts, tokens, relevance rows, score and bias (and ``document_id``
+        when text B is an indexed document).
+        """
+        data = {
             "model": self.model,
             "method": self.method,
             "text_a": self.text_a,
@@ -184,6 +189,9 @@ class Explanation:
             "bias_with_bias": self.bias_with_bias,
             "step_error": self.step_error,
         }
+        if self.document_id is not None:
+            data["document_id"] = self.document_id
+        return data
 
     def to_json(self, path: str | Path | None = None, indent: int | None = 2) -> str:
         """The JSON text of :meth:`to_dict` (NaN written as ``null``); also written to ``path`` when given.
@@ -217,6 +225,7 @@ class Explanation:
             bias_a_with_tokens_b=_tensor_or_none(data.get("bias_a_with_tokens_b")),
             bias_with_bias=None if data.get("bias_with_bias") is None else float(data["bias_with_bias"]),
             step_error=float(data.get("step_error") or 0.0),
+            document_id=None if data.get("document_id") is None else str(data["document_id"]),
         )
 
     # pictures: thin wrappers over the public functions of bilrp.plotting
