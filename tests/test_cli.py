@@ -331,3 +331,20 @@ def test_a_sibling_module_that_fails_to_import_is_not_hidden(monkeypatch, tmp_pa
     monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", ("broken_bilrp_commands",))
     with pytest.raises(ModuleNotFoundError, match="no_such_dependency_for_bilrp"):
         cli.build_parser()
+
+
+def test_granularity_sentence_rows_are_sentences(tmp_path):
+    result = run_bilrp(
+        "explain", "A man plays. People listen.", "Someone sings.", "--granularity", "sentence", "--out", "r.json",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pairs of sentences" in result.stdout.splitlines()[0]
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["tokens_a"] == ["[CLS]", "A man plays.", "People listen.", "[SEP]"]
+    assert sum(map(sum, data["relevance"])) + data["bias"] == pytest.approx(data["score"], abs=1e-5)
+
+
+def test_words_and_granularity_together_are_refused(tmp_path):
+    result = run_bilrp("explain", "a", "b", "--words", "--granularity", "sentence", cwd=tmp_path)
+    assert_user_error(result.returncode, result.stdout, result.stderr, "both group the tokens")

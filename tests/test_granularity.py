@@ -117,3 +117,19 @@ def test_explain_takes_a_pair_of_span_lists_and_refuses_bad_granularities(model)
         explain(model, a, b, granularity="chapter")
     with pytest.raises(ValueError, match="one pair of texts"):
         explain_batch(model, [(a, b), (b, a)], granularity=([(0, 3)], [(0, 3)]), progress=False)
+
+
+def test_the_pair_plot_draws_a_long_text_as_its_sentences(model):
+    from bilrp.plotting import plot_pairs, readable
+
+    long_text = " ".join(["The cat sat on the mat near the door."] * 5)  # 52 tokens (the tiny model takes 64)
+    explanation = explain(model, "a cat", long_text)
+    assert len(explanation.tokens_b) > 40
+    shown = readable(explanation, sentences_over=40)
+    assert shown.tokens_a == explanation.tokens_a and len(shown.tokens_b) == 5 + 2
+    assert torch.allclose(shown.relevance.sum(1), explanation.relevance.double().sum(1), atol=1e-12)
+    assert readable(explanation) is explanation  # under the default of 64 tokens
+    figure = plot_pairs(explanation, sentences_over=40)
+    labels = [text.get_text() for text in figure.axes[0].texts]
+    assert "The cat sat on the mat near the door." in labels
+    assert readable(explanation, sentences_over=None) is explanation

@@ -80,7 +80,8 @@ def test_the_catalog_names_what_the_modules_implement():
 EXPORTED = [
     "DEFAULT_MODEL", "METHODS", "SimilarityModel", "TransformerComposite", "UnsupportedModuleError", "LRP", "BiLRP",
     "HessianXProduct", "EmbeddingInteraction", "RandomInteraction", "IntegratedJacobians", "Explanation", "explain",
-    "explain_batch", "__version__", "NonlinearityError", "ModelLoadError",
+    "explain_batch", "__version__", "NonlinearityError", "ModelLoadError", "DocumentIndex", "explain_ranking",
+    "explain_difference",
 ]  # fmt: skip
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "POOLING_NAMES",
     "SIMILARITY_NAMES",
     "RULE_SET_NAMES",
+    "GRANULARITY_NAMES",
     "DEFAULT_MODEL",
     "lazy_exports",
 ]
@@ -34,6 +35,9 @@ POOLING_NAMES = ("cls", "mean", "weighted_mean", "qkv", "last_token", "max", "me
 
 RULE_SET_NAMES = ("paper", "epsilon", "gamma", "attnlrp", "attnlrp-epsilon")
 """Named LRP rule sets (the keys of ``bilrp.rule_sets.RULE_SETS``)."""
+
+GRANULARITY_NAMES = ("token", "word", "sentence")
+"""What the rows and columns of an explanation are (``bilrp.granularity.GRANULARITIES``)."""
 
 SIMILARITY_NAMES = ("dot", "cosine")
 """Similarities of two embeddings (``bilrp.models.SIMILARITIES``)."""

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._catalog import DEFAULT_MODEL, METHOD_NAMES, POOLING_NAMES, SIMILARITY_NAMES, VERSION
+from ._catalog import DEFAULT_MODEL, GRANULARITY_NAMES, METHOD_NAMES, POOLING_NAMES, SIMILARITY_NAMES, VERSION
 from ._cli_support import OneLineParser, add_rules_argument, fraction, load_model, positive_int, rules_options
 from ._io import atomic_paths, check_name, json_text, probe_writable
 
@@ -123,6 +123,12 @@ def _register_explain(subparsers: argparse._SubParsersAction) -> None:
     explain.add_argument("--pooling", choices=POOLING_NAMES, help="override the model's pooling")
     explain.add_argument("--similarity", choices=SIMILARITY_NAMES, help="override the model's similarity")
     explain.add_argument("--words", action="store_true", help="sum subtoken relevance into words (total conserved)")
+    explain.add_argument(
+        "--granularity",
+        choices=GRANULARITY_NAMES,
+        default="token",
+        help="rows and columns of R: tokens, words or sentences, computed directly (default: token)",
+    )
     explain.add_argument(
         "--top", type=positive_int, default=5, metavar="K", help="list the K strongest pairs of each sign (default 5)"
     )
@@ -260,6 +266,9 @@ def run_explain(args: argparse.Namespace) -> int:
         if not text.strip():
             raise UsageError(f"{side} is empty: give a text with at least one non-space character")
     options = rules_options(args.method, args.rules)  # a bad rule set fails before the model loads
+    if args.words and args.granularity != "token":
+        raise UsageError(f"--words and --granularity {args.granularity} both group the tokens: give one of them")
+    options["granularity"] = args.granularity
     outputs = check_outputs(args.out)
 
     from .explainer import explain
@@ -270,7 +279,8 @@ def run_explain(args: argparse.Namespace) -> int:
     )
     if args.words:
         explanation = explanation.to_words()
-    print(format_summary(explanation, args.top, words=args.words))
+    unit = "word" if args.words else args.granularity
+    print(format_summary(explanation, args.top, unit=unit))
     write_atomically([(path, _writer(explanation, path, args)) for path in outputs])
     for path in outputs:
         print(f"wrote {path}")
@@ -299,12 +309,15 @@ def _writer(explanation: Explanation, path: Path, args: argparse.Namespace) -> C
     return write
 
 
-def format_summary(explanation: Explanation, k: int = 5, words: bool = False) -> str:
-    """The text ``bilrp explain`` prints: model, texts, score = sum of R + bias, top pairs of each sign."""
+def format_summary(explanation: Explanation, k: int = 5, words: bool = False, unit: str | None = None) -> str:
+    """The text ``bilrp explain`` prints: model, texts, score = sum of R + bias, top pairs of each sign.
+
+    ``unit`` names the rows and columns (``"token"``, ``"word"``, ``"sentence"``); ``words`` is ``unit="word"``.
+    """
     from .plotting import display_token
 
     total = float(explanation.relevance.double().sum())
-    unit = "word" if words else "token"
+    unit = unit or ("word" if words else "token")
     lines = [
         f"model   {explanation.model}   method {explanation.method}   pairs of {unit}s",
         f"text A  {_shorten(explanation.text_a)}",

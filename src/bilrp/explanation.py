@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ._io import json_text, write_text
+from .granularity import Granularity, token_groups
 
 __all__ = ["Explanation", "TokenPair"]
 
@@ -143,12 +144,24 @@ class Explanation:
         """Sum subtoken relevance into words (special tokens stay on their own); the total is conserved."""
         if self.word_ids_a is None or self.word_ids_b is None:
             raise ValueError("word grouping needs word ids from a fast tokenizer; this explanation has none")
-        groups_a, words_a = _group(self.tokens_a, self.word_ids_a, self.offsets_a, self.prompt_a + self.text_a)
-        groups_b, words_b = _group(self.tokens_b, self.word_ids_b, self.offsets_b, self.prompt_b + self.text_b)
+        return self.regroup("word", "word")
+
+    def regroup(self, granularity_a: Granularity = "token", granularity_b: Granularity = "token") -> Explanation:
+        """Sum token relevance into groups of each text: ``"word"``, ``"sentence"`` or ``(start, end)`` spans.
+
+        Exact (the relevance of a group is the sum of its tokens'), and so is the bias decomposition. For large
+        texts computing the groups directly is cheaper: ``bilrp.explain(..., granularity="sentence")``.
+        """
+        if self.word_ids_a is None or self.word_ids_b is None:
+            raise ValueError("regrouping needs the token-level explanation (word ids and offsets of both texts)")
+        text_a, text_b, skip_a, skip_b = self.prompt_a + self.text_a, self.prompt_b + self.text_b, *self._prompts()
+        found_a = token_groups(self.tokens_a, self.word_ids_a, self.offsets_a, text_a, granularity_a, skip_a)
+        found_b = token_groups(self.tokens_b, self.word_ids_b, self.offsets_b, text_b, granularity_b, skip_b)
+        groups_a, groups_b = found_a.matrix, found_b.matrix
         relevance = groups_a @ self.relevance.to(groups_a.dtype) @ groups_b.T
         return Explanation(
-            words_a,
-            words_b,
+            found_a.labels,
+            found_b.labels,
             relevance,
             self.score,
             self.bias,
@@ -163,6 +176,9 @@ class Explanation:
             document_id=self.document_id,
             **self._decomposition_fields(groups_a, groups_b),
         )
+
+    def _prompts(self) -> tuple[int, int]:
+        return len(self.prompt_a), len(self.prompt_b)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: model, method, texts, tokens, relevance rows, score and bias (and ``document_id``
@@ -264,30 +280,3 @@ def _tensor_or_none(values: list | None) -> torch.Tensor | None:
 def _nan_for_null(rows: list) -> list:
     """Relevance rows read from JSON, where :func:`bilrp._io.json_text` wrote NaN as ``null``."""
     return [[float("nan") if value is None else value for value in row] for row in rows]
-
-
-def _group(
-    tokens: list[str], word_ids: list[int | None], offsets: list[tuple[int, int]] | None, text: str
-) -> tuple[torch.Tensor, list[str]]:
-    keys: list[tuple] = []
-    index_of: dict[tuple, int] = {}
-    rows: list[int] = []
-    spans: dict[int, list[int]] = {}
-    for position, word in enumerate(word_ids):
-        key = ("special", position) if word is None else ("word", word)
-        if key not in index_of:
-            index_of[key] = len(keys)
-            keys.append(key)
-        rows.append(index_of[key])
-        spans.setdefault(index_of[key], []).append(position)
-    words = []
-    for group, key in enumerate(keys):
-        members = spans[group]
-        if key[0] == "word" and offsets is not None and text:
-            start, end = offsets[members[0]][0], offsets[members[-1]][1]
-            words.append(text[start:end])
-        else:
-            words.append("".join(tokens[m] for m in members) if key[0] == "word" else tokens[members[0]])
-    matrix = torch.zeros(len(keys), len(tokens), dtype=torch.float64)
-    matrix[rows, list(range(len(tokens)))] = 1.0
-    return matrix, words

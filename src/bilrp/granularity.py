@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ._catalog import GRANULARITY_NAMES
+
 __all__ = ["GRANULARITIES", "Granularity", "TokenGroups", "token_groups", "sentence_spans", "check_granularity"]
 
-GRANULARITIES = ("token", "word", "sentence")
+GRANULARITIES = GRANULARITY_NAMES
 """The named granularities; a list of character spans is the fourth kind."""
 
 Granularity = str | Sequence[tuple[int, int]]

@@ -53,7 +53,29 @@ def display_token(token: str) -> str:
     shown = token.replace("\n", "\\n").replace("Ċ", "\\n")
     for marker in _WORD_START_MARKERS:
         shown = shown.removeprefix(marker)
-    return shown.replace(_WORD_START_MARKERS[0], " ").replace(_WORD_START_MARKERS[1], " ") or "␣"
+    shown = shown.replace(_WORD_START_MARKERS[0], " ").replace(_WORD_START_MARKERS[1], " ") or "␣"
+    return shown if len(shown) <= _LABEL_CHARACTERS else shown[: _LABEL_CHARACTERS - 1] + "…"  # a sentence
+
+
+_LABEL_CHARACTERS = 48
+"""Longer labels (sentences, spans) are cut to this many characters in the pictures."""
+SENTENCES_OVER = 64
+"""The pair plot draws a text with more tokens than this as sentences (exact sums of its tokens)."""
+
+
+def readable(explanation: Explanation, sentences_over: int | None = SENTENCES_OVER) -> Explanation:
+    """``explanation`` with each text longer than ``sentences_over`` tokens summed into sentences.
+
+    A 600-token document drawn token by token is a hairball; drawn as query tokens x document sentences it can be
+    read. The sums are exact (:meth:`~bilrp.Explanation.regroup`). Explanations without token-level word ids
+    (already grouped, or read from JSON) are returned as they are.
+    """
+    if sentences_over is None or explanation.word_ids_a is None or explanation.word_ids_b is None:
+        return explanation
+    long_a, long_b = (len(tokens) > sentences_over for tokens in (explanation.tokens_a, explanation.tokens_b))
+    if not (long_a or long_b):
+        return explanation
+    return explanation.regroup("sentence" if long_a else "token", "sentence" if long_b else "token")
 
 
 def is_special_token(token: str) -> bool:
@@ -133,6 +155,7 @@ def plot_pairs(
     max_pairs: int | None = None,
     fontsize: float = 10.0,
     title: str | None = None,
+    sentences_over: int | None = SENTENCES_OVER,
 ) -> Figure:
     """The pair plot of the BiLRP paper: each token pair joined by a curve, red if it raises the score.
 
@@ -156,6 +179,8 @@ def plot_pairs(
         Font size of the token labels, in points.
     title
         Figure title; by default the method, the score, the summed relevance and the bias.
+    sentences_over
+        Draw a text with more tokens than this as its sentences (:func:`readable`; ``None``: always tokens).
 
     Returns
     -------
@@ -170,6 +195,7 @@ def plot_pairs(
     """
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"threshold={threshold} is not a fraction in [0, 1): give e.g. 0.02 to hide pairs below 2%")
+    explanation = readable(explanation, sentences_over)
     relevance = _relevance(explanation)
     labels_a, labels_b, special_a, special_b = _token_labels(explanation)
     rows = max(len(labels_a), len(labels_b))
