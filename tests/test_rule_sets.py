@@ -143,3 +143,25 @@ def test_evaluate_rules_reports_aupc_bias_shares_and_tests(model):
     assert "| `attnlrp` |" in files["results.md"] and files["rules.png"][:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="unknown rule set"):
         evaluate_rules(model, pairs, rules=["paper", "nope"], progress=False)
+
+
+def test_sign_splitting_rules_shrink_the_engine_chunks(model, monkeypatch):
+    from bilrp import engine
+
+    assert rule_set_composite("paper").memory_factor == 1.0
+    assert rule_set_composite("epsilon").memory_factor == 1.0
+    assert rule_set_composite("gamma").memory_factor == 3.0
+    seen = []
+    original = engine._replay_contributions
+
+    def spy(represent, tape, mask, directions, chunk_size, *args):
+        seen.append(chunk_size)
+        return original(represent, tape, mask, directions, chunk_size, *args)
+
+    monkeypatch.setattr(engine, "_replay_contributions", spy)
+    batch = model.tokenize(["a man plays"])
+    embeddings = model.embed(batch["input_ids"], batch["attention_mask"]).detach()
+    BiLRP(model, rules="paper", mode="replay").contributions(embeddings, batch["attention_mask"])
+    BiLRP(model, rules="gamma", mode="replay").contributions(embeddings, batch["attention_mask"])
+    default = engine.default_chunk_size(*embeddings.shape, embeddings.element_size())
+    assert seen == [None, max(1, int(default / 3.0))]

@@ -23,7 +23,7 @@ from .canonizers import (
     merge_canonizers,
 )
 from .linear_canonizer import LinearRuleCanonizer
-from .rule_translation import FORWARD_GRAPH_RULES, forward_graph_rule, rule_name
+from .rule_translation import FORWARD_GRAPH_RULES, forward_graph_rule, memory_factor, rule_name
 from .rules import GradientRule
 
 __all__ = [
@@ -134,6 +134,7 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
         attention_rule: str | None = None,
     ) -> None:
         self.linear_rule = linear_rule
+        self.linear_rules = dict(linear_rules or {})
         self.strict = strict
         if canonizers is None:
             canonizers = default_canonizers(check_attention_rule(attention_rule or "ah"))
@@ -153,6 +154,11 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
         return not self.layer_map
 
     forward_mode_compatible = certifiable
+
+    @property
+    def memory_factor(self) -> float:
+        """How many times LRP-0's activations the linear rules keep alive (the engine's chunks shrink by it)."""
+        return max([memory_factor(self.linear_rule)] + [memory_factor(rule) for rule in self.linear_rules.values()])
 
     @property
     def attention_rule(self) -> str:

@@ -72,6 +72,7 @@ def token_contributions(
     certify: bool = True,
     model: nn.Module | None = None,
     groups: torch.Tensor | None = None,
+    memory_factor: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Contribution of every token (or group of tokens) to every dimension of the representation.
 
@@ -109,6 +110,9 @@ def token_contributions(
         exactly one group, padding in none). A group is one tangent, its contribution exactly the sum of its
         tokens' (the network is linear in its input along the directions), so the cost grows with the number
         of groups instead of tokens. Default: every token on its own.
+    memory_factor
+        How many times LRP-0's activations the rules keep alive (sign-splitting linear rules: 3); the default
+        chunk size is divided by it, so that a pass holds the same memory budget.
 
     Returns
     -------
@@ -119,6 +123,8 @@ def token_contributions(
     x = embeddings.detach()
     mask = mask.to(x.device)
     groups = None if groups is None else _checked_groups(groups, mask, x.dtype)
+    if chunk_size is None and memory_factor > 1:
+        chunk_size = max(1, int(default_chunk_size(*x.shape, x.element_size()) / memory_factor))
     units = x.shape[1] if groups is None else groups.shape[1]
     reference = torch.zeros_like(x) if baseline is None else baseline.detach().to(x)
     directions = (x - reference) * mask[..., None].to(x.dtype)

@@ -78,6 +78,7 @@ class BiLRP(InteractionAttribution):
                 certify=self.certify,
                 model=self.forward_func,
                 groups=groups,
+                memory_factor=self.composite.memory_factor,
             )
 
     def bias_vectors(self, embeddings, mask, contributions, phi, baseline=None):
