@@ -22,7 +22,7 @@ masks = (a["attention_mask"], b["attention_mask"])
 methods = [
     bilrp.BiLRP(model),
     bilrp.HessianXProduct(model),
-    bilrp.IntegratedJacobians(model, n_steps=20),
+    bilrp.IntegratedJacobians(model),
     bilrp.EmbeddingInteraction(model),
     bilrp.RandomInteraction(model, seed=0),
     IntegratedGradients(model),

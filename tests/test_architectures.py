@@ -81,7 +81,7 @@ def test_the_model_is_restored_exactly(name, exit):
     inputs, masks = pair(model)
     before = model_state(model)
     if exit == "normal":
-        BiLRP(model).attribute(inputs, additional_forward_args=masks)
+        BiLRP(model, rules="paper").attribute(inputs, additional_forward_args=masks)
     else:
         with pytest.raises(KeyError), TransformerComposite().context(model):
             model.represent(inputs[0], masks[0])
@@ -94,7 +94,7 @@ def test_modes_agree_and_equal_the_per_dimension_reference(name):
     model = family_model(name)
     inputs, masks = pair(model)
     results = {
-        mode: BiLRP(model, mode=mode).attribute(inputs, additional_forward_args=masks)
+        mode: BiLRP(model, rules="paper", mode=mode).attribute(inputs, additional_forward_args=masks)
         for mode in ("replay", "forward", "reverse")
     }
     reference = per_dimension_bilrp(model, *inputs, *masks)

@@ -34,7 +34,7 @@ def test_bilrp_equals_per_dimension_loop(architecture, pooling, similarity):
     model = tiny_similarity_model(architecture, pooling, similarity)
     emb_a, emb_b, mask_a, mask_b = batch_inputs(model)  # a padded batch of two pairs
     expected = per_dimension_bilrp(model, emb_a, emb_b, mask_a, mask_b)
-    relevance = BiLRP(model).attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
+    relevance = BiLRP(model, rules="paper").attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
     assert_close(relevance, expected)
 
 
@@ -42,10 +42,10 @@ def test_bilrp_equals_per_dimension_loop(architecture, pooling, similarity):
 def test_padding_does_not_change_relevance(architecture):
     model = tiny_similarity_model(architecture, "mean", "cosine")
     emb_a, emb_b, mask_a, mask_b = batch_inputs(model)
-    batched = BiLRP(model).attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
+    batched = BiLRP(model, rules="paper").attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
     for row in range(2):
         na, nb = int(mask_a[row].sum()), int(mask_b[row].sum())
-        alone = BiLRP(model).attribute((emb_a[row : row + 1, :na], emb_b[row : row + 1, :nb]))
+        alone = BiLRP(model, rules="paper").attribute((emb_a[row : row + 1, :na], emb_b[row : row + 1, :nb]))
         assert_close(batched[row, :na, :nb], alone[0])
         assert torch.all(batched[row, na:] == 0) and torch.all(batched[row, :, nb:] == 0)
 
@@ -68,7 +68,7 @@ def test_engine_modes_agree(architecture):
 def test_conservation_without_biases(architecture, similarity):
     model = zero_biases(tiny_similarity_model(architecture, "mean", similarity))
     emb_a, emb_b, mask_a, mask_b = batch_inputs(model)
-    relevance, delta = BiLRP(model).attribute(
+    relevance, delta = BiLRP(model, rules="paper").attribute(
         (emb_a, emb_b), additional_forward_args=(mask_a, mask_b), return_convergence_delta=True
     )
     score = model(emb_a, emb_b, mask_a, mask_b)
@@ -79,7 +79,7 @@ def test_conservation_without_biases(architecture, similarity):
 def test_delta_is_score_minus_sum_with_biases():
     model = tiny_similarity_model("bert", "cls", "cosine")
     emb_a, emb_b, mask_a, mask_b = batch_inputs(model)
-    relevance, delta = BiLRP(model).attribute(
+    relevance, delta = BiLRP(model, rules="paper").attribute(
         (emb_a, emb_b), additional_forward_args=(mask_a, mask_b), return_convergence_delta=True
     )
     score = model(emb_a, emb_b, mask_a, mask_b)
@@ -97,7 +97,7 @@ def test_bilrp_on_real_minilm(minilm, pooling, similarity):
         model, ["A man plays guitar.", "Dogs run."], ["Music is played.", "Two dogs are running fast."]
     )
     expected = per_dimension_bilrp(model, emb_a, emb_b, mask_a, mask_b)
-    relevance = BiLRP(model).attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
+    relevance = BiLRP(model, rules="paper").attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
     assert_close(relevance, expected, rtol=1e-5)
 
 
@@ -118,7 +118,7 @@ def test_replay_self_check_catches_a_nonlinearity_without_rule():
 
 def test_captum_conventions():
     model = tiny_similarity_model("bert")
-    attribution = BiLRP(model)
+    attribution = BiLRP(model, rules="paper")
     assert attribution.get_name() == "BiLRP"
     assert attribution.has_convergence_delta() and attribution.multiplies_by_inputs
     with pytest.raises(ValueError, match="mask_a must have shape"):

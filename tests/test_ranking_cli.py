@@ -60,10 +60,10 @@ def api(built, model_dir):
 
 
 def test_index_stores_every_line_with_its_line_number(built, api):
-    _, index = api
+    model, index = api
     assert index.ids == ["1", "2", "3", "5", "6", "7"] and index.texts == DOCUMENTS  # the blank line 4 is skipped
     assert files_in(built[1]) == ["manifest.json", "shard-00000000.safetensors"]
-    assert Path(index.manifest["source"]).is_absolute() and index.rules == "paper"
+    assert Path(index.manifest["source"]).is_absolute() and index.rules == bilrp.rule_sets.default_rule_set(model)
 
 
 def test_rank_writes_json_and_html_equal_to_the_python_api(built, api, capsys):
@@ -127,7 +127,7 @@ def test_jsonl_documents_keep_their_ids_and_a_rerun_continues(model_dir, tmp_pat
         (["rank", QUERY, "--index", "{idx}", "--versus", "1", "99", "--out", "x.json"], r"unknown document id '99'"),
         (["rank", QUERY, "--index", "{idx}", "--similarity", "dot", "--out", "x.json"], r"another model \(similarity"),
         (["rank", QUERY, "--index", "{idx}", "--pooling", "cls", "--out", "x.json"], r"another model \(pooling"),
-        (["rank", QUERY, "--index", "{idx}", "--rules", "gamma"], r"built with rules 'paper', not 'gamma'"),
+        (["rank", QUERY, "--index", "{idx}", "--rules", "gamma"], r"built with rules '[^']+', not 'gamma'"),
         (["rank", QUERY, "--index", "{idx}", "--rules", "nonsense"], r"unknown rule set 'nonsense'"),
         (["rank", " ", "--index", "{idx}", "--out", "x.json"], r"QUERY is empty"),
         (["rank", QUERY, "--index", "missing", "--out", "x.json"], r"no index at missing"),

@@ -92,7 +92,7 @@ def assert_bilrp_equals_reference(model):
     with torch.no_grad():
         score = model(*inputs)
     for mode in MODES:
-        relevance, delta = BiLRP(model, mode=mode).attribute(
+        relevance, delta = BiLRP(model, rules="paper", mode=mode).attribute(
             (emb_a, emb_b), additional_forward_args=(mask_a, mask_b), return_convergence_delta=True
         )
         assert (relevance - expected).abs().max() <= TOL * expected.abs().max(), mode
@@ -125,7 +125,7 @@ def test_an_activation_without_a_rule_is_refused_naming_it(activation):
     model = tiny_model("mean", head=[DenseLayer(nn.Linear(32, 16), activation)])
     emb_a, emb_b, mask_a, mask_b = padded_inputs(model)
     with pytest.raises(CertificateError, match=r"'head\.0\.activation_function'"):
-        BiLRP(model).attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
+        BiLRP(model, rules="paper").attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
 
 
 class PlainMax(nn.Module):
@@ -140,7 +140,7 @@ def test_max_pooling_without_its_rule_constant_is_refused():
     model.pooling = PlainMax()
     emb_a, emb_b, mask_a, mask_b = padded_inputs(model)
     with pytest.raises(CertificateError, match=r"'pooling' \(PlainMax"):
-        BiLRP(model, mode="replay").attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
+        BiLRP(model, rules="paper", mode="replay").attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
 
 
 def test_normalize_computes_and_differentiates_as_torch_normalize():

@@ -107,12 +107,12 @@ def test_plain_encoding_in_another_thread_never_sees_the_rules():
 def test_captum_positional_order_binds_masks_to_additional_forward_args():
     model = tiny_similarity_model("bert", "mean", "cosine")
     inputs, masks = padded_inputs(model)
-    by_keyword = BiLRP(model).attribute(inputs, additional_forward_args=masks)
-    positional = BiLRP(model).attribute(inputs, None, None, masks)
+    by_keyword = BiLRP(model, rules="paper").attribute(inputs, additional_forward_args=masks)
+    positional = BiLRP(model, rules="paper").attribute(inputs, None, None, masks)
     assert torch.equal(positional, by_keyword)
     for row in range(len(PAIRS)):  # padding gets nothing; each row equals the unpadded pair alone
         alone_inputs, alone_masks = inputs_of(model, PAIRS[row])
-        alone = BiLRP(model).attribute(alone_inputs, additional_forward_args=alone_masks)[0]
+        alone = BiLRP(model, rules="paper").attribute(alone_inputs, additional_forward_args=alone_masks)[0]
         na, nb = alone.shape
         assert torch.allclose(by_keyword[row, :na, :nb], alone, atol=1e-12)
         assert float(by_keyword[row].abs().sum()) == pytest.approx(float(alone.abs().sum()), rel=1e-10)
@@ -149,7 +149,7 @@ def test_bad_masks_are_refused(bad, message):
     model = tiny_similarity_model("bert", "mean", "cosine")
     inputs, (mask_a, mask_b) = inputs_of(model)
     with pytest.raises(ValueError, match=message):
-        BiLRP(model).attribute(inputs, additional_forward_args=(bad(mask_a), mask_b))
+        BiLRP(model, rules="paper").attribute(inputs, additional_forward_args=(bad(mask_a), mask_b))
 
 
 @pytest.mark.parametrize("size", [0, -1, 1.5])
@@ -157,7 +157,7 @@ def test_bad_internal_batch_size_is_refused(size):
     model = tiny_similarity_model("bert", "mean", "cosine")
     inputs, masks = inputs_of(model)
     with pytest.raises(ValueError, match="internal_batch_size"):
-        BiLRP(model).attribute(inputs, additional_forward_args=masks, internal_batch_size=size)
+        BiLRP(model, rules="paper").attribute(inputs, additional_forward_args=masks, internal_batch_size=size)
     with pytest.raises(ValueError, match="batch_size"):
         bilrp.explain_batch(model, PAIRS, batch_size=size, progress=False)
 
@@ -178,7 +178,8 @@ def test_encoders_that_skip_their_embedding_for_inputs_embeds_are_explained_exac
     assert torch.allclose(explanation.relevance, expected.relevance, atol=1e-12)
     inputs, masks = inputs_of(model)
     assert torch.allclose(
-        BiLRP(model).attribute(inputs, additional_forward_args=masks), per_dimension_bilrp(model, *inputs, *masks)
+        BiLRP(model, rules="paper").attribute(inputs, additional_forward_args=masks),
+        per_dimension_bilrp(model, *inputs, *masks),
     )
 
 
@@ -227,7 +228,7 @@ def test_zennit_composites_with_flat_are_refused_naming_rule_and_module(make):
 def test_stacked_bilrp_canonizers_apply_each_rule_once():
     model = bert()
     inputs, masks = inputs_of(model)
-    expected = BiLRP(model).attribute(inputs, additional_forward_args=masks)
+    expected = BiLRP(model, rules="paper").attribute(inputs, additional_forward_args=masks)
     stacked = TransformerComposite(canonizers=[TransformerCanonizer(), BertCanonizer()])
     assert torch.allclose(BiLRP(model, composite=stacked).attribute(inputs, additional_forward_args=masks), expected)
 
@@ -250,7 +251,7 @@ def test_batchnorm_head_and_zennit_merge_canonizer_are_exact():
     model.pooling = BatchNormHead().double().eval()
     inputs, masks = inputs_of(model)
     reference = per_dimension_bilrp(model, *inputs, *masks)
-    plain = BiLRP(model).attribute(inputs, additional_forward_args=masks)
+    plain = BiLRP(model, rules="paper").attribute(inputs, additional_forward_args=masks)
     assert torch.allclose(plain, reference, atol=1e-10 * float(reference.abs().max()))
     merged = TransformerComposite(canonizers=[SequentialMergeBatchNorm(), TransformerCanonizer()])
     assert torch.allclose(BiLRP(model, composite=merged).attribute(inputs, additional_forward_args=masks), plain)
@@ -281,7 +282,7 @@ def test_captum_methods_and_bilrp_in_one_loop():
         first = method.attribute((emb_a, emb_b), additional_forward_args=(mask_a, mask_b))
         assert all(float(t.abs().sum()) > 0 for t in first)
     masks = (mask_a, mask_b)
-    relevance = BiLRP(model).attribute((emb_a, emb_b), additional_forward_args=masks)
+    relevance = BiLRP(model, rules="paper").attribute((emb_a, emb_b), additional_forward_args=masks)
     assert torch.allclose(relevance, per_dimension_bilrp(model, emb_a, emb_b, mask_a, mask_b))
     again_a = lig.attribute(ids_a, base_a, n_steps=64)
     assert torch.allclose(again_a, lig_a, atol=1e-12)  # bilrp left nothing behind on the layer
