@@ -192,3 +192,12 @@ def test_qkv_pooling_under_attnlrp_is_certified():
     replay = BiLRP(model, rules="attnlrp", mode="replay").attribute(inputs, additional_forward_args=masks)
     reverse = BiLRP(model, rules="attnlrp", mode="reverse").attribute(inputs, additional_forward_args=masks)
     assert torch.allclose(replay, reverse, atol=1e-10 * float(reverse.abs().max()))
+
+
+def test_two_attention_rules_for_multihead_attention_are_refused_too():
+    from bilrp.architectures import TorchTransformerCanonizer
+
+    with pytest.raises(ValueError, match="two attention rules"):
+        TransformerComposite(
+            canonizers=[TorchTransformerCanonizer(), TorchTransformerCanonizer(attention_rule="attnlrp")]
+        )

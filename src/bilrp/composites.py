@@ -165,7 +165,7 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
         """The attention rule the composite's canonizers apply (``"ah"`` or ``"attnlrp"``)."""
         rules = {c.rule for c in self.all_canonizers() if isinstance(c, AttentionCanonizer)}
         rules |= {c.attention_rule for c in self.all_canonizers() if hasattr(c, "attention_rule")}
-        return rules.pop() if len(rules) == 1 else "ah"
+        return rules.pop() if rules else "ah"  # merging refuses two rules, so there is at most one
 
     def all_canonizers(self) -> Iterator[Canonizer]:
         """Every canonizer of the composite, those nested in composite canonizers included."""

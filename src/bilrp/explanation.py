@@ -154,9 +154,13 @@ class Explanation:
         """
         if self.word_ids_a is None or self.word_ids_b is None:
             raise ValueError("regrouping needs the token-level explanation (word ids and offsets of both texts)")
-        text_a, text_b, skip_a, skip_b = self.prompt_a + self.text_a, self.prompt_b + self.text_b, *self._prompts()
-        found_a = token_groups(self.tokens_a, self.word_ids_a, self.offsets_a, text_a, granularity_a, skip_a)
-        found_b = token_groups(self.tokens_b, self.word_ids_b, self.offsets_b, text_b, granularity_b, skip_b)
+        text_a, text_b = self.prompt_a + self.text_a, self.prompt_b + self.text_b
+        found_a = token_groups(
+            self.tokens_a, self.word_ids_a, self.offsets_a, text_a, granularity_a, prompt_length=len(self.prompt_a)
+        )
+        found_b = token_groups(
+            self.tokens_b, self.word_ids_b, self.offsets_b, text_b, granularity_b, prompt_length=len(self.prompt_b)
+        )
         groups_a, groups_b = found_a.matrix, found_b.matrix
         relevance = groups_a @ self.relevance.to(groups_a.dtype) @ groups_b.T
         return Explanation(
@@ -176,9 +180,6 @@ class Explanation:
             document_id=self.document_id,
             **self._decomposition_fields(groups_a, groups_b),
         )
-
-    def _prompts(self) -> tuple[int, int]:
-        return len(self.prompt_a), len(self.prompt_b)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: model, method, texts, tokens, relevance rows, score and bias (and ``document_id``

@@ -42,6 +42,14 @@ class MultiheadAttentionCanonizer(InstanceAttributeCanonizer):
         super().__init__()
         self.attention_rule = check_attention_rule(attention_rule)
 
+    def merge(self, other: MultiheadAttentionCanonizer) -> MultiheadAttentionCanonizer:
+        if other.attention_rule != self.attention_rule:
+            raise ValueError(
+                f"two attention rules in one composite ({self.attention_rule!r} and {other.attention_rule!r}): "
+                "give every canonizer the same attention_rule"
+            )
+        return self.copy()
+
     def unsupported(self, module: nn.Module) -> str | None:
         if module.bias_k is not None or module.add_zero_attn:
             return "nn.MultiheadAttention with add_bias_kv or add_zero_attn has no bilrp rule"
