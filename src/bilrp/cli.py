@@ -55,7 +55,7 @@ __all__ = [
     "format_summary",
 ]
 
-SUBCOMMAND_MODULES = ("bilrp.evaluation.cli", "bilrp.analysis.cli", "bilrp.ranking.cli")
+SUBCOMMAND_MODULES = ("bilrp.evaluation.cli", "bilrp.analysis.cli", "bilrp.ranking.cli", "bilrp.server.cli")
 """Modules whose ``register(subparsers)`` adds a subcommand (skipped while they do not exist)."""
 
 OUTPUT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".html": "html", ".htm": "html", ".json": "json"}
