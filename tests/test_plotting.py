@@ -206,9 +206,9 @@ def test_html_is_self_contained_ascii_and_shows_pairs_and_table():
     assert "+0.8000" in page and "-0.4000" in page  # the top positive and negative pairs are listed
 
 
-def test_html_fragment_is_what_jupyter_shows():
+def test_html_fragment_is_one_div_and_pictures_are_not_methods_of_the_data():
     explanation = make_explanation()
     fragment = to_html(explanation)
     assert fragment.startswith('<div class="bilrp">') and fragment.endswith("</div>")
-    shown = explanation._repr_html_()
-    assert re.sub(r'id="[^"]*"|#[\w-]+', "", shown) == re.sub(r'id="[^"]*"|#[\w-]+', "", fragment)
+    # the layers: Explanation (below) never imports the pictures (above), so it has no picture methods
+    assert not any(hasattr(explanation, name) for name in ("plot", "heatmap", "to_html", "_repr_html_"))

@@ -170,12 +170,12 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 
 
 def test_a_failed_render_leaves_no_output_at_all(built, tmp_path, monkeypatch, capsys):
-    from bilrp.ranking.ranking import Ranking
+    from bilrp import plotting
 
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Ranking, "to_html", broken)
+    monkeypatch.setattr(plotting, "ranking_html", broken)
     outputs = ["--out", tmp_path / "r.json", "--out", tmp_path / "r.html"]
     assert_one_line_error(run_main(capsys, "rank", QUERY, "--index", built[1], *outputs), "rank", "No space left")
     assert files_in(tmp_path) == []

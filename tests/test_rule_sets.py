@@ -16,6 +16,7 @@ from bilrp._catalog import RULE_SET_NAMES
 from bilrp.architectures import ARCHITECTURES
 from bilrp.constants import recording, replaying
 from bilrp.evaluation.rule_comparison import evaluate_rules
+from bilrp.plotting import plot_heatmap
 from bilrp.rule_sets import RULE_SETS, choose_composite, default_rule_set, parse_rule_set, rule_set_composite
 from tiny_models import tiny_similarity_model
 
@@ -118,15 +119,15 @@ def test_methods_without_a_bias_decomposition_say_so(model):
     assert not explanation.has_decomposition and explanation.rules == ""
     with pytest.raises(ValueError, match="have no bias decomposition"):
         explanation.decomposition()
-    explanation.heatmap()  # no bias row or column: draws the plain matrix
+    plot_heatmap(explanation)  # no bias row or column: draws the plain matrix
 
 
 def test_heatmap_shows_the_bias_row_and_column(model):
     explanation = explain(model, "a dog runs", "a cat")
-    figure = explanation.heatmap()
+    figure = plot_heatmap(explanation)
     labels = [label.get_text() for label in figure.axes[0].get_yticklabels()]
     assert labels[-1] == "(bias of A)" and len(labels) == len(explanation.tokens_a) + 1
-    plain = explanation.heatmap(show_bias=False)
+    plain = plot_heatmap(explanation, show_bias=False)
     assert len(plain.axes[0].get_yticklabels()) == len(explanation.tokens_a)
 
 

@@ -314,7 +314,7 @@ def format_summary(explanation: Explanation, k: int = 5, words: bool = False, un
 
     ``unit`` names the rows and columns (``"token"``, ``"word"``, ``"sentence"``); ``words`` is ``unit="word"``.
     """
-    from .plotting import display_token
+    from .token_display import display_token
 
     total = float(explanation.relevance.double().sum())
     unit = unit or ("word" if words else "token")

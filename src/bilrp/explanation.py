@@ -245,28 +245,6 @@ class Explanation:
             document_id=None if data.get("document_id") is None else str(data["document_id"]),
         )
 
-    # pictures: thin wrappers over the public functions of bilrp.plotting
-    def plot(self, **kwargs):
-        """The paper's pair plot (see :func:`bilrp.plotting.plot_pairs`)."""
-        from .plotting import plot_pairs
-
-        return plot_pairs(self, **kwargs)
-
-    def heatmap(self, **kwargs):
-        """Matrix heatmap (see :func:`bilrp.plotting.plot_heatmap`)."""
-        from .plotting import plot_heatmap
-
-        return plot_heatmap(self, **kwargs)
-
-    def to_html(self, **kwargs) -> str:
-        """Self-contained HTML view (see :func:`bilrp.plotting.to_html`)."""
-        from .plotting import to_html
-
-        return to_html(self, **kwargs)
-
-    def _repr_html_(self) -> str:
-        return self.to_html()
-
 
 def _list_or_none(values: torch.Tensor | None) -> list[float] | None:
     return None if values is None else values.double().tolist()

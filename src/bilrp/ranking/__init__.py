@@ -6,9 +6,9 @@ number of documents then costs one engine pass for the query plus a matrix produ
 
 Modules: :mod:`~bilrp.ranking.index` (the index), :mod:`~bilrp.ranking.storage` (its files),
 :mod:`~bilrp.ranking.fingerprint` (what it depends on), :mod:`~bilrp.ranking.ranking` (``explain_ranking``),
-:mod:`~bilrp.ranking.difference` (``explain_difference``), :mod:`~bilrp.ranking.html` (the pages) and
-:mod:`~bilrp.ranking.cli` (``bilrp index`` and ``bilrp rank``). The package sits above ``bilrp.explainer`` and
-``bilrp.explanation``; nothing below imports it.
+:mod:`~bilrp.ranking.difference` (``explain_difference``) and :mod:`~bilrp.ranking.cli` (``bilrp index`` and
+``bilrp rank``). The package sits above ``bilrp.explainer`` and ``bilrp.explanation``; nothing below imports it.
+Its pictures (``ranking_html``, ``difference_html``, ``plot_difference``) are in :mod:`bilrp.plotting`.
 """
 
 from typing import TYPE_CHECKING
@@ -18,8 +18,7 @@ from .._catalog import lazy_exports
 # The imports below are for type checkers and the API docs, which cannot run __getattr__.
 # ruff: noqa: F401
 if TYPE_CHECKING:  # the names of _EXPORTS, statically
-    from .difference import Difference, explain_difference, plot_difference
-    from .html import difference_html, ranking_html
+    from .difference import Difference, explain_difference
     from .index import DocumentIndex, IndexMismatchError, UnknownDocumentError
     from .ranking import Ranking, explain_ranking
     from .storage import DamagedIndexError
@@ -33,9 +32,6 @@ _EXPORTS = {
     "explain_ranking": ".ranking:explain_ranking",
     "Difference": ".difference:Difference",
     "explain_difference": ".difference:explain_difference",
-    "plot_difference": ".difference:plot_difference",
-    "ranking_html": ".html:ranking_html",
-    "difference_html": ".html:difference_html",
 }
 """Public name -> ``"module:attribute"``; each module is imported when one of its names is first used."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,17 +222,23 @@ def _run_rank(args: argparse.Namespace) -> int:
 
 def _write(outputs: list[Path], result: Ranking | Difference, pairs: int) -> None:
     """Render every output in memory, then write all of them atomically (complete or not at all)."""
-    renderers: dict[str, Callable[[], bytes]] = {
-        "json": lambda: result.to_json().encode("utf-8"),
-        "html": lambda: result.to_html(k=pairs, full_page=True).encode("utf-8"),
-    }
-    contents = []
-    for path in outputs:
-        kind = VERSUS_FORMATS[path.suffix.lower()]
-        contents.append(renderers[kind]() if kind in renderers else figure_bytes(result.plot(), kind))
+    contents = [_render(result, VERSUS_FORMATS[path.suffix.lower()], pairs) for path in outputs]
     with atomic_paths(outputs) as temporaries:
         for temporary, content in zip(temporaries, contents, strict=True):
             temporary.write_bytes(content)
+
+
+def _render(result: Ranking | Difference, kind: str, pairs: int) -> bytes:
+    """The bytes of one output: the JSON, the HTML page, or (for a difference) the picture in format ``kind``."""
+    from .. import plotting
+    from .difference import Difference
+
+    if kind == "json":
+        return result.to_json().encode("utf-8")
+    if kind == "html":
+        draw_page = plotting.difference_html if isinstance(result, Difference) else plotting.ranking_html
+        return draw_page(result, k=pairs, full_page=True).encode("utf-8")
+    return figure_bytes(plotting.plot_difference(result), kind)
 
 
 # ---------------------------------------------------------------------------------------------- summaries
@@ -244,7 +249,7 @@ def _shorten(text: str, limit: int = 60) -> str:
 
 def format_ranking(ranking: Ranking, pairs: int = 1, where: str = "") -> str:
     """The table ``bilrp rank`` prints: per result its id, score = sum of R + bias, strongest pair, document."""
-    from ..plotting import display_token
+    from ..token_display import display_token
 
     width = max([len(str(name)) for name in ranking.ids] + [2])
     held = f"{where + ': ' if where else ''}{ranking.ranked} documents"
@@ -270,7 +275,7 @@ def format_ranking(ranking: Ranking, pairs: int = 1, where: str = "") -> str:
 
 def format_difference(difference: Difference, k: int = 5) -> str:
     """The text ``bilrp rank --versus`` prints: both scores, the identity, the query tokens that decide."""
-    from ..plotting import display_token
+    from ..token_display import display_token
 
     a, b = difference.explanation_a, difference.explanation_b
     lines = [

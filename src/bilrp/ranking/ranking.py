@@ -95,15 +95,6 @@ class Ranking:
             order=order,
         )
 
-    def to_html(self, k: int = 3, full_page: bool = False, details: bool = True) -> str:
-        """A self-contained HTML view (see :func:`bilrp.ranking.html.ranking_html`)."""
-        from .html import ranking_html
-
-        return ranking_html(self, k=k, full_page=full_page, details=details)
-
-    def _repr_html_(self) -> str:
-        return self.to_html()
-
 
 def _checked_query(query: Any) -> str:
     if not isinstance(query, str) or not query.strip():

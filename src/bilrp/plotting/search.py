@@ -1,31 +1,30 @@
-"""Self-contained HTML pages of a :class:`~bilrp.ranking.ranking.Ranking` and a
-:class:`~bilrp.ranking.difference.Difference`.
+"""The pictures of a search: the HTML page of a :class:`~bilrp.ranking.Ranking` and, for a
+:class:`~bilrp.ranking.Difference`, the side-by-side figure and its HTML page.
 
 Each result shows its score (``sum R + bias``), the document with every token shaded by its relevance summed over
 the query, and its strongest query-document token pairs; a ``<details>`` element opens the full view of
 :func:`bilrp.plotting.to_html`. Everything is inline (SVG, a scoped ``<style>``, no script), works offline and is
-pure ASCII, so Jupyter shows it through ``_repr_html_``.
+pure ASCII.
 """
 
 from __future__ import annotations
 
-import html
-import io
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
 
-from ..explanation import Explanation
-from ..plotting import NEGATIVE_COLOR, POSITIVE_COLOR, display_token, is_special_token
+from ..token_display import NEGATIVE_COLOR, POSITIVE_COLOR, SPECIAL_COLOR, display_token, is_special_token
+from .html import to_html
+from .layout import InlineFigure, ascii_html, inline_svg, label_inches
 
 if TYPE_CHECKING:
-    from .difference import Difference
-    from .ranking import Ranking
+    from ..explanation import Explanation
+    from ..ranking import Difference, Ranking
 
-__all__ = ["ranking_html", "difference_html"]
+__all__ = ["ranking_html", "difference_html", "plot_difference"]
 
 _STYLE = """<style>
 .bilrp-rank{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;font-size:14px;line-height:1.45;max-width:64em}
@@ -39,20 +38,6 @@ _STYLE = """<style>
 </style>"""
 
 
-def _ascii(text: str) -> str:
-    return html.escape(text).encode("ascii", "xmlcharrefreplace").decode("ascii")
-
-
-def _svg(figure) -> str:
-    """A matplotlib figure as an inline ``<svg>`` element (no prologue, no metadata, pure ASCII)."""
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-    text = buffer.getvalue()
-    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text[text.index("<svg") :], flags=re.DOTALL)
-    text = re.sub(r"<svg ", '<svg style="max-width:100%;height:auto" ', text, count=1)
-    return text.encode("ascii", "xmlcharrefreplace").decode("ascii")
-
-
 def _shaded(tokens: Sequence[str], totals: np.ndarray, largest: float) -> str:
     """Tokens as spans shaded by their total relevance (red raises the score, blue lowers it)."""
     spans = []
@@ -62,7 +47,7 @@ def _shaded(tokens: Sequence[str], totals: np.ndarray, largest: float) -> str:
         grey = ";color:#777" if is_special_token(token) else ""
         style = f"background:rgba({red},{green},{blue},{0.6 * strength:.3f}){grey}"
         title = f"total R {float(total):+.4f}"
-        spans.append(f'<span class="tok" style="{style}" title="{title}">{_ascii(display_token(token))}</span>')
+        spans.append(f'<span class="tok" style="{style}" title="{title}">{ascii_html(display_token(token))}</span>')
     return " ".join(spans)
 
 
@@ -73,8 +58,8 @@ def _pairs_table(explanation: Explanation, k: int) -> str:
     order = [int(n) for n in flat.abs().nan_to_num(0.0).argsort(descending=True, stable=True)[:k]]
     rows = "".join(
         f'<tr><td class="num">{float(flat[n]):+.4f}</td>'
-        f"<td>{_ascii(display_token(explanation.tokens_a[n // columns]))}</td>"
-        f"<td>{_ascii(display_token(explanation.tokens_b[n % columns]))}</td></tr>"
+        f"<td>{ascii_html(display_token(explanation.tokens_a[n // columns]))}</td>"
+        f"<td>{ascii_html(display_token(explanation.tokens_b[n % columns]))}</td></tr>"
         for n in order
     )
     return f"<table><tr><th>R</th><th>query token</th><th>document token</th></tr>{rows}</table>"
@@ -84,8 +69,8 @@ def _result(rank: int, explanation: Explanation, k: int, details: bool) -> str:
     relevance = explanation.relevance.detach().double().cpu().numpy()
     totals = relevance.sum(axis=0)
     largest = float(np.abs(totals).max(initial=0.0))
-    shown_id = "" if explanation.document_id is None else f" <code>{_ascii(explanation.document_id)}</code>"
-    full = f"<details><summary>full explanation</summary>{explanation.to_html(k=10)}</details>" if details else ""
+    shown_id = "" if explanation.document_id is None else f" <code>{ascii_html(explanation.document_id)}</code>"
+    full = f"<details><summary>full explanation</summary>{to_html(explanation, k=10)}</details>" if details else ""
     return (
         f'<div class="result"><div class="head">{rank}.{shown_id} score {explanation.score:.4f} '
         f"= &#931;R {float(relevance.sum()):.4f} + bias {explanation.bias:.4f}</div>"
@@ -97,7 +82,7 @@ def _result(rank: int, explanation: Explanation, k: int, details: bool) -> str:
 def _page(title: str, body: str) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>bilrp: {_ascii(title)}</title></head><body>{body}</body></html>\n"
+        f"<title>bilrp: {ascii_html(title)}</title></head><body>{body}</body></html>\n"
     )
 
 
@@ -123,13 +108,13 @@ def ranking_html(ranking: Ranking, k: int = 3, full_page: bool = False, details:
     """
     how = "ranked by the model's score" if ranking.order == "score" else "in the order given (your retriever's)"
     meta = (
-        f"{_ascii(ranking.model)} &#183; rules {_ascii(ranking.rules)} &#183; top {len(ranking)} of "
+        f"{ascii_html(ranking.model)} &#183; rules {ascii_html(ranking.rules)} &#183; top {len(ranking)} of "
         f"{ranking.ranked} documents, {how}. Each score is the sum of the token-pair relevance R plus the bias; "
         "a document token is shaded by its relevance summed over the query (red raises the score, blue lowers it)."
     )
     results = "".join(_result(rank, e, k, details) for rank, e in enumerate(ranking, start=1))
     body = (
-        f'<div class="bilrp-rank">{_STYLE}<h2>Query: {_ascii(ranking.query)}</h2>'
+        f'<div class="bilrp-rank">{_STYLE}<h2>Query: {ascii_html(ranking.query)}</h2>'
         f'<p class="meta">{meta}</p>{results or "<p class=none>no results</p>"}</div>'
     )
     return _page(f"ranking for {ranking.query}", body) if full_page else body
@@ -155,18 +140,78 @@ def difference_html(difference: Difference, k: int = 5, full_page: bool = False)
     """
     a, b = difference.explanation_a, difference.explanation_b
     rows = "".join(
-        f'<tr><td class="num">{value:+.4f}</td><td>{_ascii(display_token(token))} <small>[{i}]</small></td></tr>'
+        f'<tr><td class="num">{value:+.4f}</td><td>{ascii_html(display_token(token))} <small>[{i}]</small></td></tr>'
         for i, token, value in difference.top(k)
     )
-    names = [_ascii(str(e.document_id if e.document_id is not None else name)) for e, name in ((a, "A"), (b, "B"))]
+    names = [ascii_html(str(e.document_id if e.document_id is not None else name)) for e, name in ((a, "A"), (b, "B"))]
     body = (
-        f'<div class="bilrp-rank">{_STYLE}<h2>Query: {_ascii(difference.query)}</h2>'
+        f'<div class="bilrp-rank">{_STYLE}<h2>Query: {ascii_html(difference.query)}</h2>'
         f'<p class="meta">Why {names[0]} (score {a.score:.4f}) and not {names[1]} (score {b.score:.4f}): '
         f"score A - score B = {difference.score:+.4f} = query tokens "
         f"{float(difference.query_relevance.sum()):+.4f} + bias {difference.bias:+.4f}.</p>"
-        f"{_svg(difference.plot())}"
+        f"{inline_svg(plot_difference(difference))}"
         f"<table><tr><th>R_A - R_B</th><th>query token [i]</th></tr>{rows}</table>"
-        f"<details><summary>full explanation of A</summary>{a.to_html(k=10)}</details>"
-        f"<details><summary>full explanation of B</summary>{b.to_html(k=10)}</details></div>"
+        f"<details><summary>full explanation of A</summary>{to_html(a, k=10)}</details>"
+        f"<details><summary>full explanation of B</summary>{to_html(b, k=10)}</details></div>"
     )
     return _page(f"{names[0]} versus {names[1]}", body) if full_page else body
+
+
+def plot_difference(difference: Difference, fontsize: float = 9.0, cmap: str = "RdBu_r") -> Figure:
+    """Document A's and B's relevance matrices on one colour scale, and the query tokens' difference.
+
+    Rows are the query tokens in all three panels: the two heatmaps (columns: each document's tokens, red raises
+    the score, blue lowers it) and, on the right, ``R_A.sum(1) - R_B.sum(1)`` per query token as bars (red:
+    the token draws more from A). The title gives ``score_A - score_B = sum of the bars + bias_A - bias_B``.
+
+    Parameters
+    ----------
+    difference
+        What to draw.
+    fontsize
+        Font size of the token labels, in points.
+    cmap
+        A diverging matplotlib colour map.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+
+    """
+    a, b = difference.explanation_a, difference.explanation_b
+    matrices = [a.relevance.double().cpu().numpy(), b.relevance.double().cpu().numpy()]
+    columns = [[display_token(t) for t in e.tokens_b] for e in (a, b)]
+    rows = [display_token(t) for t in difference.tokens]
+    limit = max(float(np.nanmax(np.abs(m), initial=0.0)) for m in matrices) or 1.0
+    cell = 0.28
+    width = (label_inches(rows, fontsize) + 0.2) + cell * (len(columns[0]) + len(columns[1])) + 4.2
+    height = cell * len(rows) + max(label_inches(c, fontsize) + 0.2 for c in columns) + 1.4
+    figure = InlineFigure(figsize=(width, max(height, 2.8)), layout="constrained")
+    bars_width = max(6, (len(columns[0]) + len(columns[1])) // 3)
+    axes = figure.subplots(
+        1, 3, sharey=True, gridspec_kw={"width_ratios": [len(columns[0]), len(columns[1]), bars_width]}
+    )
+    for ax, matrix, labels, explanation, name in zip(axes[:2], matrices, columns, (a, b), "AB", strict=True):
+        image = ax.imshow(matrix, cmap=cmap, vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=fontsize)
+        ax.xaxis.tick_top()
+        for label, token in zip(ax.get_xticklabels(), explanation.tokens_b, strict=True):
+            label.set_color(SPECIAL_COLOR if is_special_token(token) else "black")
+        shown = f" ({explanation.document_id})" if explanation.document_id is not None else ""
+        ax.set_xlabel(f"document {name}{shown}: score {explanation.score:.3f}", fontsize=fontsize + 1)
+    axes[0].set_yticks(range(len(rows)), rows, fontsize=fontsize)
+    for label, token in zip(axes[0].get_yticklabels(), difference.tokens, strict=True):
+        label.set_color(SPECIAL_COLOR if is_special_token(token) else "black")
+    values = difference.query_relevance.cpu().numpy()
+    axes[2].barh(range(len(values)), values, color=[POSITIVE_COLOR if v > 0 else NEGATIVE_COLOR for v in values])
+    axes[2].axvline(0.0, color="#444444", linewidth=0.8)
+    axes[2].set_xlabel("per query token: R_A - R_B", fontsize=fontsize + 1)
+    axes[2].tick_params(axis="y", left=False)
+    figure.colorbar(image, ax=list(axes[:2]), location="bottom", shrink=0.5, aspect=30, label="token-pair relevance R")
+    figure.suptitle(
+        f"score A - score B = {difference.score:+.4f} = query tokens {float(values.sum()):+.4f} "
+        f"+ bias {difference.bias:+.4f}",
+        fontsize=fontsize + 2,
+    )
+    return figure
