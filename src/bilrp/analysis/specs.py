@@ -42,9 +42,9 @@ class ModelSpec:
 
     def load(self) -> SimilarityModel:
         """Load the model quietly (offline unless ``HF_HUB_OFFLINE=0`` is set)."""
-        from .._cli_support import load_model
+        from ..models import load_quietly
 
-        return load_model(self.name, self.pooling, self.similarity)
+        return load_quietly(self.name, self.pooling, self.similarity)
 
 
 def describe(model: SimilarityModel) -> str:

@@ -16,6 +16,7 @@ from .pooling import (
     WeightedMeanPooling,
     make_pooling,
 )
+from .quiet_loading import load_quietly
 from .similarity_model import SIMILARITIES, SimilarityModel, TextTooLongError
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "TextTooLongError",
     "resolve_model_path",
     "as_similarity_model",
+    "load_quietly",
 ]
