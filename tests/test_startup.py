@@ -12,7 +12,21 @@ import pytest
 import bilrp
 from bilrp import _catalog
 
-HEAVY = ("torch", "zennit", "captum", "transformers", "torchvision", "matplotlib", "scipy", "spacy")
+HEAVY = (
+    "torch",
+    "zennit",
+    "captum",
+    "transformers",
+    "torchvision",
+    "matplotlib",
+    "scipy",
+    "spacy",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "ray",
+    "pyarrow",
+)
 
 HELP_SCRIPT = """
 import sys
@@ -51,6 +65,9 @@ def test_help_of_every_command_imports_no_heavy_library():
         ["evaluate", "ground-truth", "--help"],
         ["analyze", "--help"],
         ["analyze", "quantiles", "--help"],
+        ["index", "--help"],
+        ["rank", "--help"],
+        ["serve", "--help"],
         ["--version"],
     ]
     stderr = python("-c", HELP_SCRIPT.format(argvs=argvs, heavy=HEAVY)).stderr
@@ -105,7 +122,7 @@ def test_subpackages_export_lazily_too():
         assert all(getattr(package, name) is not None for name in package.__all__)
 
 
-@pytest.mark.parametrize("package", ["bilrp", "bilrp.evaluation", "bilrp.analysis"])
+@pytest.mark.parametrize("package", ["bilrp", "bilrp.evaluation", "bilrp.analysis", "bilrp.ranking", "bilrp.server"])
 def test_the_static_imports_for_type_checkers_match_the_export_table(package):
     module = importlib.import_module(package)
     tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
