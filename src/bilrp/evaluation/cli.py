@@ -18,6 +18,7 @@ from pathlib import Path
 from .._catalog import METHOD_NAMES, RULE_SET_NAMES
 from .._cli_support import (
     OneLineParser,
+    add_engine_arguments,
     add_rules_argument,
     number_parser,
     positive_int,
@@ -31,6 +32,8 @@ from .errors import FRACTION, check_choices
 __all__ = ["register", "main", "build_parser"]
 
 _DEFAULT_OUT = Path("results")
+SHARDS_FOLDER = "shards"
+"""Where ``--engine ray`` keeps a run's Parquet shards, inside ``--out`` (a rerun resumes from them)."""
 _fraction = number_parser(FRACTION)
 _non_negative_int = number_parser(NON_NEGATIVE_INT)
 
@@ -46,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     sts = commands.add_parser("sts", help="Spearman correlation with gold scores (paper Table 1)")
     _common(sts, dataset="stsb")
+    add_engine_arguments(sts)
     sts.set_defaults(func=_run_sts)
 
     perturbation = commands.add_parser("perturbation", help="perturbation curves and AUPC (paper Table 2)")
@@ -63,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     perturbation.add_argument("--filler", help="filler token (default: the tokenizer's mask token)")
     perturbation.add_argument("--ij-steps", type=positive_int, default=20, help="path points of Integrated Jacobians")
     add_rules_argument(perturbation, default="paper")
+    add_engine_arguments(perturbation)
     perturbation.set_defaults(func=_run_perturbation)
 
     rules = commands.add_parser(
@@ -89,6 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     conservation = commands.add_parser("conservation", help="summed relevance against the score (appendix C)")
     _common(conservation, dataset="stsb")
     add_rules_argument(conservation, default="paper")
+    add_engine_arguments(conservation)
     conservation.set_defaults(func=_run_conservation)
 
     ground_truth = commands.add_parser(
@@ -141,9 +147,21 @@ def _load_model(args: argparse.Namespace):
     return load_model(args.model)
 
 
-def _finish(files: dict, out: Path) -> int:
-    from .report import write_outputs
+def _engine(args: argparse.Namespace, out: Path | None = None) -> dict:
+    """``{"ray": RayOptions, "shards": OUT/shards}`` for ``--engine ray``, else ``{}`` (checked before loading)."""
+    from .._cli_support import ray_options
+    from ..corpus_runs import ModelSource
 
+    ray = ray_options(args, ModelSource(args.model))
+    return {} if ray is None else {"ray": ray, "shards": (out or Path()) / SHARDS_FOLDER}
+
+
+def _finish(files: dict, out: Path, run=None) -> int:
+    from .report import write_outputs
+    from .runs import report_lines
+
+    for line in report_lines(run):
+        print(line, file=sys.stderr)
     written = write_outputs(out, files)
     print(files["results.md"])
     print(f"wrote {', '.join(path.name for path in written)} to {out}")
@@ -153,9 +171,10 @@ def _finish(files: dict, out: Path) -> int:
 def _run_sts(args: argparse.Namespace) -> int:
     from .sts import evaluate_sts
 
+    _engine(args)  # fail before loading anything
     pairs, out, config = _prepare(args, "sts")
-    result = evaluate_sts(_load_model(args), pairs, args.batch_size, not args.no_progress, config)
-    return _finish(result.files(), out)
+    result = evaluate_sts(_load_model(args), pairs, args.batch_size, not args.no_progress, config, **_engine(args, out))
+    return _finish(result.files(), out, result.run)
 
 
 def _run_perturbation(args: argparse.Namespace) -> int:
@@ -163,6 +182,7 @@ def _run_perturbation(args: argparse.Namespace) -> int:
 
     check_choices("methods", args.methods, METHOD_NAMES)  # fail before loading the model
     rules = rules_options("bilrp", args.rules)
+    _engine(args)
     pairs, out, config = _prepare(args, "perturbation")
     options = {"ij": {"n_steps": args.ij_steps}} if "ij" in args.methods else {}
     if "bilrp" in args.methods:
@@ -178,8 +198,9 @@ def _run_perturbation(args: argparse.Namespace) -> int:
         method_options=options or None,
         progress=not args.no_progress,
         config=config,
+        **_engine(args, out),
     )
-    return _finish(result.files(), out)
+    return _finish(result.files(), out, result.run)
 
 
 def _run_rules(args: argparse.Namespace) -> int:
@@ -207,11 +228,13 @@ def _run_conservation(args: argparse.Namespace) -> int:
     from .conservation import evaluate_conservation
 
     rules_options("bilrp", args.rules)
+    _engine(args)
     pairs, out, config = _prepare(args, "conservation")
     result = evaluate_conservation(
-        _load_model(args), pairs, args.batch_size, not args.no_progress, config, rules=args.rules
-    )
-    return _finish(result.files(), out)
+        _load_model(args), pairs, args.batch_size, not args.no_progress, config, rules=args.rules,
+        **_engine(args, out),
+    )  # fmt: skip
+    return _finish(result.files(), out, result.run)
 
 
 def _run_ground_truth(args: argparse.Namespace) -> int:

@@ -11,16 +11,19 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .._io import csv_text, figure_bytes, json_text, markdown_table
+from ..corpus_runs import RayOptions, RunReport
 from ..datasets import SimilarityPair
-from ..explainer import explain_batch
 from ..models import SimilarityModel
 from .data import as_pairs
-from .errors import check_positive
+from .errors import EvaluationError, check_positive
+from .runs import run_evaluation, run_files
+from .units import ConservePairs, pair_records
 
 __all__ = ["ConservationResult", "evaluate_conservation", "zero_biases", "VARIANTS"]
 
@@ -59,6 +62,7 @@ class ConservationResult:
     sums: dict[str, np.ndarray] = field(repr=False)
     pairs: list[SimilarityPair] = field(repr=False, default_factory=list)
     config: dict = field(default_factory=dict)
+    run: RunReport | None = field(default=None, repr=False, compare=False)
 
     def statistics(self) -> dict[str, dict[str, float]]:
         """Per variant: Pearson r of sum and score, mean and max ``|score - sum|``, mean ``|score|``."""
@@ -117,6 +121,7 @@ class ConservationResult:
             "summary.json": json_text({"statistics": self.statistics(), "n": len(self.pairs), **self.config}),
             "conservation.csv": csv_text(rows, header),
             "conservation.png": figure_bytes(self.figure()),
+            **run_files(self.run),
         }
 
 
@@ -127,6 +132,8 @@ def evaluate_conservation(
     progress: bool = True,
     config: dict | None = None,
     rules: str = "paper",
+    ray: RayOptions | None = None,
+    shards: str | Path | None = None,
 ) -> ConservationResult:
     """Summed relevance against the score for H x P, BiLRP and BiLRP with the model's biases zeroed.
 
@@ -142,6 +149,8 @@ def evaluate_conservation(
         Show progress bars.
     config
         Extra fields stored with the result.
+    ray, shards
+        Run on Ray (docs/scaling.md), with the Parquet shards in ``shards``; ``None``: in this process.
     rules
         BiLRP's rule set (:mod:`bilrp.rule_sets`); the paper's by default. With the biases zeroed, relevance
         adds up to the score only under rules without a stabiliser (``paper``, not ``epsilon``/``gamma``, whose
@@ -150,14 +159,13 @@ def evaluate_conservation(
     """
     pairs = as_pairs(pairs)
     check_positive("batch_size", batch_size)
-    text_pairs = [(pair.text_a, pair.text_b) for pair in pairs]
-    runs = {"hxp": (model, "hxp"), "bilrp": (model, "bilrp"), "bilrp_zero_bias": (zero_biases(model), "bilrp")}
-    scores, sums = {}, {}
-    for variant, (explained, method) in runs.items():
-        options = {"rules": rules} if method == "bilrp" else {}
-        explanations = explain_batch(
-            explained, text_pairs, method=method, batch_size=batch_size, progress=progress, **options
-        )
-        scores[variant] = np.array([e.score for e in explanations])
-        sums[variant] = np.array([float(e.relevance.double().sum()) for e in explanations])
-    return ConservationResult(scores, sums, pairs, {"model": model.name, "rules": rules, **(config or {})})
+    unit = ConservePairs(batch_size, rules)
+    report = run_evaluation(unit, model, pair_records(pairs), ray, shards, progress=progress)
+    results = report.results(unit)
+    if not results:
+        raise EvaluationError("no pair could be explained: every pair has an empty text (see failures.json)")
+    scores = {variant: np.array([r[variant][0] for r in results.values()]) for variant in VARIANTS}
+    sums = {variant: np.array([r[variant][1] for r in results.values()]) for variant in VARIANTS}
+    kept = [pairs[key] for key in results]
+    config = {"model": model.name, "rules": rules, **(config or {})}
+    return ConservationResult(scores, sums, kept, config, run=report)

@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._catalog import DEFAULT_MODEL, POOLING_NAMES, SIMILARITY_NAMES
-from .._cli_support import add_rules_argument, load_model, positive_int, rules_options
+from .._cli_support import (
+    add_engine_arguments,
+    add_rules_argument,
+    load_model,
+    positive_int,
+    ray_options,
+    rules_options,
+)
 from .._io import atomic_paths, check_name, figure_bytes, probe_writable
 
 if TYPE_CHECKING:
@@ -64,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     index.add_argument("--shard-size", type=positive_int, default=256, metavar="N", help="documents a shard (256)")
     index.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="texts a batch (32)")
     index.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_engine_arguments(index)
     index.set_defaults(func=_run_index)
 
     rank = subparsers.add_parser(
@@ -176,6 +185,9 @@ def _model_for(args: argparse.Namespace, manifest: dict[str, Any]):
 def _run_index(args: argparse.Namespace) -> int:
     """``bilrp index``: build (or continue) an index and say what it holds."""
     rules = rules_options("bilrp", args.rules).get("rules")
+    from ..corpus_runs import ModelSource
+
+    ray = ray_options(args, ModelSource(args.model, args.pooling, args.similarity))
     ids, texts = read_documents(args.docs)
     folder = _check_index_folder(args.out)
     from .index import DocumentIndex
@@ -183,8 +195,10 @@ def _run_index(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.pooling, args.similarity)
     source = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
     options = {"rules": rules, "dtype": args.dtype, "shard_size": args.shard_size, "batch_size": args.batch_size}
-    options.update(truncate=not args.no_truncate, progress=not args.no_progress, source=source)
+    options.update(truncate=not args.no_truncate, progress=not args.no_progress, source=source, ray=ray)
     index = DocumentIndex.build(model, texts, folder, ids, **options)
+    for line in index.build_lines:
+        print(line, file=sys.stderr)
     print(
         f"indexed {len(index)} documents in {folder} ({index.nbytes / len(index) / 1024:.1f} KiB a document, "
         f"{index.dtype}, rules {index.rules}, model {model.name})"

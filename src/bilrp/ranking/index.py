@@ -22,12 +22,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .._io import write_json
 from .._validation import optional_positive_int, positive_int
 from ..attr import BiLRP
-from ..explainer import TextFactor, text_factors
+from ..corpus_runs import RayOptions
+from ..explainer import TextFactor
 from ..models import SimilarityModel, as_similarity_model
-from .fingerprint import canonical_rules, digest, mismatch_message, model_fingerprint
+from .fingerprint import canonical_rules, mismatch_message, model_fingerprint
+from .index_build import PARTS, FactorTexts, build_here, build_on_ray, documents_digest
 from .storage import (
     MANIFEST,
     STORAGE_DTYPES,
@@ -36,8 +37,6 @@ from .storage import (
     new_manifest,
     read_contributions,
     read_manifest,
-    shard_bytes,
-    write_shard,
 )
 
 __all__ = ["DocumentIndex", "IndexMismatchError", "DamagedIndexError", "UnknownDocumentError", "STORAGE_DTYPES"]
@@ -67,10 +66,6 @@ def _checked_documents(documents: Iterable[str], ids: Sequence[Any] | None) -> l
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"document {name!r} is {text!r}: every document must be a non-empty text")
     return list(zip(names, texts, strict=True))
-
-
-def _documents_digest(documents: Sequence[tuple[str, str]]) -> str:
-    return digest(*(part for pair in documents for part in pair))
 
 
 def _check_manifest(folder: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
@@ -113,7 +108,8 @@ def _prepare_folder(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     if folder.exists() and not folder.is_dir():
         raise IndexMismatchError(f"cannot build an index at {folder}: it is a file; give a folder")
     if folder.is_dir():
-        others = [p.name for p in folder.iterdir() if not p.name.lstrip(".").startswith(("shard-", MANIFEST))]
+        allowed = ("shard-", MANIFEST, PARTS)
+        others = [p.name for p in folder.iterdir() if not p.name.lstrip(".").startswith(allowed)]
         if others:
             raise IndexMismatchError(
                 f"cannot build an index in {folder}: it holds other files ({others[0]!r}); give a new or empty folder"
@@ -132,7 +128,7 @@ def _check_documents(folder: Path, manifest: dict[str, Any], documents: list[tup
         )
     for shard in manifest["shards"]:
         first, count = shard["first"], shard["count"]
-        if _documents_digest(documents[first : first + count]) != shard["digest"]:
+        if documents_digest(documents[first : first + count]) != shard["digest"]:
             raise IndexMismatchError(
                 f"index {folder} holds other documents at positions {first}-{first + count - 1} (ids or texts "
                 "differ): give the same documents, or build into another folder"
@@ -164,6 +160,7 @@ class DocumentIndex:
 
     def __init__(self, path: Path, model: SimilarityModel, manifest: dict[str, Any]) -> None:
         self.path, self.model, self.manifest = path, model, manifest
+        self.build_lines: list[str] = []  # what a Ray build reports (shards computed, restarted workers)
         self._records: list[dict] = []
         self._where: list[tuple[Path, int, int]] = []
         phis, biases = [], []
@@ -197,6 +194,7 @@ class DocumentIndex:
         truncate: bool = True,
         progress: bool = True,
         source: str | None = None,
+        ray: RayOptions | None = None,
     ) -> DocumentIndex:
         """Compute every document's factor and store it in ``path``, continuing an interrupted build there.
 
@@ -226,6 +224,9 @@ class DocumentIndex:
             Show a progress bar (documents).
         source
             How to load the model again (recorded for ``bilrp rank``); default its name.
+        ray
+            Compute the factors on Ray with these options (docs/scaling.md); ``None``: in this process. Both
+            write the same shards; a Ray build keeps its work in ``path/parts`` until the shards are committed.
 
         Returns
         -------
@@ -244,19 +245,15 @@ class DocumentIndex:
         folder = Path(path).expanduser()
         manifest = _prepare_folder(folder, new_manifest(model, attribution.rules, dtype, prompt_name, source))
         done = _check_documents(folder, manifest, documents_)
+        unit = FactorTexts(attribution.rules, prompt_name, batch_size, internal_batch_size, truncate)
+        if ray is not None:
+            lines = build_on_ray(unit, ray, documents_, folder, manifest, shard_size, dtype)
+            index = cls(folder, model, manifest)
+            index.build_lines = lines
+            return index
         bar = tqdm(total=len(documents_), initial=done, unit="doc", desc="indexing (bilrp)", disable=not progress)
         try:
-            for first in range(done, len(documents_), shard_size):
-                chunk = documents_[first : first + shard_size]
-                texts = [text for _, text in chunk]
-                factors = text_factors(
-                    model, attribution, texts, prompt_name, batch_size, internal_batch_size, truncate, bar.update
-                )
-                name = write_shard(folder, first, shard_bytes(chunk, factors, STORAGE_DTYPES[dtype]))
-                entry = {"file": name, "first": first, "count": len(chunk), "digest": _documents_digest(chunk)}
-                manifest["shards"].append(entry)
-                manifest["documents"] = first + len(chunk)
-                write_json(folder / MANIFEST, manifest)  # the commit point of the shard
+            build_here(unit, model, documents_, folder, manifest, shard_size, dtype, bar.update)
         finally:
             bar.close()
         return cls(folder, model, manifest)
