@@ -117,6 +117,24 @@ def run_folder(runs: Path) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Ray gives each CPU actor one thread (``OMP_NUM_THREADS=1``); the driver and the commands it starts compute
+    with one thread too, so both engines run the same float operations in the same order and their outputs agree
+    byte for byte. (With other thread counts they agree to float rounding: docs/scaling.md.)"""
+    import torch
+
+    threads, variable = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    if variable is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = variable
+
+
 # ---------------------------------------------------------------------------------------------- equality
 @needs_ray
 def test_a_run_started_by_the_command_itself_equals_local_and_shuts_ray_down(model_dir, data_dir, tmp_path):

@@ -174,8 +174,8 @@ def _check_outputs(paths: list[str], formats: dict[str, str]) -> list[Path]:
     return list(dict.fromkeys(checked))
 
 
-def _model_for(args: argparse.Namespace, manifest: dict[str, Any]):
-    """The model ``bilrp rank`` opens the index with: ``--model`` or the one the index records."""
+def index_model(args: argparse.Namespace, manifest: dict[str, Any]):
+    """The model an index is opened with (``bilrp rank``, ``bilrp serve``): ``--model`` or the one the index records."""
     stored = manifest.get("fingerprint", {})
     pooling = args.pooling or (stored.get("pooling") if stored.get("pooling") in POOLING_NAMES else None)
     return load_model(args.model or manifest.get("source"), pooling, args.similarity or stored.get("similarity"))
@@ -218,7 +218,7 @@ def _run_rank(args: argparse.Namespace) -> int:
     from .storage import read_manifest
 
     manifest = read_manifest(Path(args.index).expanduser())
-    index = DocumentIndex.open(args.index, _model_for(args, manifest), rules=args.rules)
+    index = DocumentIndex.open(args.index, index_model(args, manifest), rules=args.rules)
     truncate = not args.no_truncate
     if args.versus:
         for name in args.versus:

@@ -125,10 +125,10 @@ def _load(args: argparse.Namespace, names: list[str], manifest: dict[str, Any] |
     index = None
     if manifest is not None:
         from ..ranking import DocumentIndex
-        from ..ranking.cli import _model_for
+        from ..ranking.cli import index_model
 
         wanted = argparse.Namespace(model=names[0] if names else None, pooling=None, similarity=None)
-        first = _model_for(wanted, manifest)
+        first = index_model(wanted, manifest)
         index = DocumentIndex.open(args.index, first, rules=args.rules)
         models[names[0] if names else str(manifest.get("source") or first.name)] = first
     for name in names:
