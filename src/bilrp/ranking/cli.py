@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .difference import Difference
     from .ranking import Ranking
 
-__all__ = ["register", "read_documents", "STORAGE_NAMES", "RANK_FORMATS", "VERSUS_FORMATS"]
+__all__ = ["register", "read_documents", "index_model", "STORAGE_NAMES", "RANK_FORMATS", "VERSUS_FORMATS"]
 
 STORAGE_NAMES = ("float32", "float16", "bfloat16")
 """``--dtype`` choices (the keys of ``bilrp.ranking.storage.STORAGE_DTYPES``)."""
