@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "one_line",
     "atomic_paths",
     "atomic_path",
     "probe_writable",
@@ -134,6 +135,11 @@ def write_text(path: str | Path, text: str) -> Path:
     if not isinstance(text, str):
         raise TypeError(f"write_text needs a str, not {type(text).__name__}")
     return write_bytes(path, text.encode("utf-8"))
+
+
+def one_line(message: object) -> str:
+    """``message`` as one line: every run of whitespace, newlines included, becomes one space."""
+    return " ".join(str(message).split())
 
 
 def json_text(data: Any, indent: int | None = 2) -> str:

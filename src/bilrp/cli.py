@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from ._catalog import DEFAULT_MODEL, GRANULARITY_NAMES, METHOD_NAMES, POOLING_NAMES, SIMILARITY_NAMES, VERSION
 from ._cli_support import OneLineParser, add_rules_argument, fraction, load_model, positive_int, rules_options
-from ._io import atomic_paths, check_name, json_text, probe_writable
+from ._io import atomic_paths, check_name, json_text, one_line, probe_writable
 
 if TYPE_CHECKING:
     from .explanation import Explanation
@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except USER_ERRORS as error:
             if args.traceback:
                 raise
-            message = " ".join(str(error).split()) or type(error).__name__
+            message = one_line(error) or type(error).__name__
             print(f"{prog}: error: {message}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:

@@ -108,7 +108,7 @@ def _records(args: argparse.Namespace, model, dataset: str, spec):
     records = run_dataset(
         model,
         dataset,
-        args.runs or args.out / "runs",
+        runs,
         split=args.split,
         limit=args.limit,
         data_dir=args.data_dir,

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._io import write_bytes, write_json
+from .._io import one_line, write_bytes, write_json
 from .work import Record, Row
 
 __all__ = ["RunMismatchError", "DamagedShardError", "shard_name", "shard_bytes", "read_shard", "ShardStore"]
@@ -70,7 +70,7 @@ def read_shard(file: Path) -> list[Row]:
         columns = pq.read_table(file).to_pydict()
         rows = [Row(*values) for values in zip(*(columns[name] for name in _COLUMNS), strict=True)]
     except (OSError, pa.ArrowException, KeyError, TypeError, ValueError) as error:
-        problem = " ".join(str(error).split()) or type(error).__name__
+        problem = one_line(error) or type(error).__name__
         raise DamagedShardError(f"cannot read shard {file}: {problem}; delete the file to recompute it") from None
     return rows
 
@@ -104,7 +104,7 @@ class ShardStore:
         try:
             stored = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            problem = " ".join(str(error).split())
+            problem = one_line(error)
             raise DamagedShardError(f"cannot read {file}: {problem}; delete {self.folder} to start afresh") from None
         for key, value in json.loads(json.dumps(meta)).items():  # as JSON (tuples are lists)
             if stored.get(key) != value:

@@ -14,7 +14,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from .._io import json_text, write_bytes
+from .._io import json_text, one_line, write_bytes
 from ..explainer import TextFactor
 from ..models import SimilarityModel
 from .fingerprint import model_fingerprint
@@ -122,7 +122,7 @@ def load_shard(folder: Path, shard: dict[str, Any]) -> tuple[list[dict], torch.T
             records = json.loads(handle.metadata()["documents"])
             lengths, phi, bias = (handle.get_tensor(name) for name in ("lengths", "phi", "bias"))
     except (OSError, SafetensorError, KeyError, TypeError, json.JSONDecodeError) as error:
-        problem = " ".join(str(error).split()) or type(error).__name__
+        problem = one_line(error) or type(error).__name__
         raise DamagedIndexError(f"cannot read index shard {file}: {problem}; build the index again") from None
     if len(records) != shard["count"] or len(lengths) != shard["count"]:
         listed = shard["count"]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._catalog import GRANULARITY_NAMES, METHOD_NAMES
+from .._io import one_line
 from .settings import ServerSettings
 
 __all__ = [
@@ -54,7 +55,7 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-        self.message = " ".join(message.split())
+        self.message = one_line(message)
 
 
 @dataclass(frozen=True)

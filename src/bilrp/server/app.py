@@ -25,6 +25,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from .._catalog import VERSION
+from .._io import one_line
 from .api import (
     CONTRAST_EXAMPLE,
     CONTRAST_FIGURE_EXAMPLE,
@@ -65,7 +66,7 @@ Handler = Callable[[Request, float], Awaitable[Response]]
 
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """``{"error": message}`` with ``status`` (the message made one line)."""
-    return JSONResponse({"error": " ".join(message.split())}, status_code=status, headers=headers)
+    return JSONResponse({"error": one_line(message)}, status_code=status, headers=headers)
 
 
 def _json(text: str, headers: Mapping[str, str] | None = None) -> Response:

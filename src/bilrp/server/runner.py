@@ -18,20 +18,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from .._io import one_line
 from .api import ApiError
 from .deadline import DeadlineExceeded, deadline
 
-__all__ = ["WorkRunner", "one_line"]
+__all__ = ["WorkRunner"]
 
 T = TypeVar("T")
 
 _WARNINGS_LOCK = threading.Lock()
 """``warnings.catch_warnings`` changes process-wide state: one job records warnings at a time."""
-
-
-def one_line(message: object) -> str:
-    """``message`` as one line (whitespace runs, newlines included, become one space)."""
-    return " ".join(str(message).split())
 
 
 class WorkRunner:
