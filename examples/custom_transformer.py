@@ -2,9 +2,10 @@
 
 The model is a small sentence scorer built on ``nn.TransformerEncoder``: token + position embeddings,
 two encoder layers, mean pooling over the real tokens and a linear read-out. Nothing in it knows about
-bilrp. ``zennit.attribution.Gradient(model, TransformerComposite())`` computes the gradient under the
-Transformer LRP rules (AH, LN, GA, LRP-0), and relevance = embedding output x that gradient, one number
-per token. With all biases zeroed the relevance sums exactly to the score (conservation).
+bilrp. ``zennit.attribution.Gradient(model, TransformerComposite())`` returns the relevance of the embedding
+output under the Transformer LRP rules (AH, LN, GA, LRP-0), as zennit's own composites do, certified on every
+call; summed over the hidden units it is one number per token. With all biases zeroed the relevance sums
+exactly to the score (conservation).
 
 Run: ``python examples/custom_transformer.py`` (weights are random: the point is the mechanics).
 """
@@ -63,12 +64,12 @@ def tokenize(sentences: list[str], vocabulary: dict[str, int]) -> tuple[list[lis
 
 
 def relevance(model: SentenceScorer, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores and per-token relevance (embedding output x LRP gradient, summed over the hidden units)."""
+    """Scores and per-token relevance (of the embedding output, summed over the hidden units)."""
     embeddings = model.embed(ids).detach()
-    # attr_output = ones: the gradient of the score itself, so x * gradient is relevance in score units
-    with Gradient(Masked(model, mask), TransformerComposite(), attr_output=torch.ones_like) as attributor:
-        scores, gradient = attributor(embeddings)
-    return scores.detach(), (embeddings * gradient).sum(-1)
+    # zennit's default attr_output is the output itself: the relevance is in score units
+    with Gradient(Masked(model, mask), TransformerComposite()) as attributor:
+        scores, attribution = attributor(embeddings)
+    return scores.detach(), attribution.sum(-1)
 
 
 def main() -> None:

@@ -14,12 +14,26 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "bilrp"
 
 LAYERS = (
-    ("base", {"_catalog", "_validation", "_io", "explaining", "constants", "token_display", "eval_eager"}),
+    (
+        "base",
+        {
+            "_catalog",
+            "_validation",
+            "_io",
+            "_integrity",
+            "explaining",
+            "constants",
+            "token_display",
+            "eval_eager",
+            "_display",
+            "_quiet",
+        },
+    ),
     ("rules", {"rules", "attention_rules", "linear_rules", "rule_translation"}),
     ("canonizers and architectures", {"canonizers", "gated_mlp", "linear_canonizer", "architectures"}),
     ("models", {"models"}),
-    ("composites", {"composites", "rule_sets"}),
-    ("engine", {"certificate", "engine_cost", "engine"}),
+    ("composites", {"certificate", "root_rule", "composites", "rule_sets"}),
+    ("engine", {"engine_cost", "engine"}),
     ("attributions", {"attr"}),
     (
         "explain and Explanation",

@@ -239,7 +239,8 @@ def test_a_damaged_shard_is_one_line(model, index, tmp_path):
     [
         (lambda m, i: bilrp.explain_ranking(m, "  ", i), r"the query is '  '"),
         (lambda m, i: bilrp.explain_ranking(m, QUERY, i, ids=["doc-1", "nope"]), r"unknown document id 'nope'"),
-        (lambda m, i: bilrp.explain_ranking(m, QUERY, ids=["doc-1"], documents=["x"]), r"ids= name documents"),
+        (lambda m, i: bilrp.explain_ranking(m, QUERY, ids=["doc-1"]), r"ids= name documents"),
+        (lambda m, i: bilrp.explain_ranking(m, QUERY, ids=["a", "b"], documents=["x"]), r"2 ids for 1 documents"),
         (lambda m, i: bilrp.explain_ranking(m, QUERY), r"nothing to rank"),
         (lambda m, i: bilrp.explain_ranking(m, QUERY, i, top_k=0), r"top_k"),
         (lambda m, i: bilrp.explain_difference(m, QUERY, "doc-1", "doc-99", index=i), r"unknown document id 'doc-99'"),

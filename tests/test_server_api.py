@@ -38,6 +38,13 @@ PAIR = {"text_a": "A man is playing a guitar.", "text_b": "Someone plays music o
 WORDS = ("the quick brown fox jumps over the lazy dog near a river bank while children play " * 12).split()
 
 
+def local_client(app) -> TestClient:
+    """A test client of ``app`` as the explorer's page calls it: addressed to 127.0.0.1:8000 (the request policy
+    answers only its own host names), bodies sent as JSON.
+    """
+    return TestClient(app, base_url="http://127.0.0.1:8000", headers={"Content-Type": "application/json"})
+
+
 @pytest.fixture(scope="module")
 def tiny():
     from tiny_models import tiny_similarity_model
@@ -48,7 +55,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def client(tiny):
     settings = ServerSettings(max_text_chars=2000, max_body_bytes=8192, max_top_k=3)
-    return TestClient(create_app({"tiny": tiny, "tiny-copy": tiny}, settings=settings))
+    return local_client(create_app({"tiny": tiny, "tiny-copy": tiny}, settings=settings))
 
 
 def assert_same_explanation(answer: dict, expected: bilrp.Explanation) -> None:
@@ -139,7 +146,7 @@ def minilm_app(minilm):
 )
 def test_explain_answers_equal_bilrp_explain_on_minilm(minilm, minilm_app, method, granularity):
     texts = {"text_a": "A man plays a guitar. He sings.", "text_b": "Someone makes music on stage."}
-    answer = TestClient(minilm_app).post("/api/explain", json={**texts, "method": method, "granularity": granularity})
+    answer = local_client(minilm_app).post("/api/explain", json={**texts, "method": method, "granularity": granularity})
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert_same_explanation(body, bilrp.explain(minilm, **texts, method=method, granularity=granularity))
@@ -154,7 +161,7 @@ def test_explain_defaults_rules_and_the_second_model(client, tiny):
 
 
 def test_the_servers_rules_apply_to_bilrp_requests_that_name_none(tiny):
-    app = TestClient(create_app(tiny, settings=ServerSettings(rules="gamma=0.1")))
+    app = local_client(create_app(tiny, settings=ServerSettings(rules="gamma=0.1")))
     body = app.post("/api/explain", json=PAIR).json()
     assert body["rules"] == "gamma=0.1"
     assert_same_explanation(body, bilrp.explain(tiny, **PAIR, rules="gamma=0.1"))
@@ -163,7 +170,7 @@ def test_the_servers_rules_apply_to_bilrp_requests_that_name_none(tiny):
 
 
 def test_auto_granularity_explains_words_then_sentences_past_the_limits(tiny):
-    app = TestClient(create_app(tiny, settings=ServerSettings(auto_word_from=5, auto_sentence_from=8)))
+    app = local_client(create_app(tiny, settings=ServerSettings(auto_word_from=5, auto_sentence_from=8)))
 
     def used(text_a: str) -> dict:
         return app.post("/api/explain", json={"text_a": text_a, "text_b": "a dog"}).json()
@@ -264,7 +271,11 @@ def test_a_chunked_body_is_read_only_up_to_the_limit(client):
         "raw_path": b"/api/explain",
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"transfer-encoding", b"chunked"), (b"content-type", b"application/json")],
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"transfer-encoding", b"chunked"),
+            (b"content-type", b"application/json"),
+        ],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
     }
@@ -318,7 +329,7 @@ def search_client(tiny, tmp_path_factory):
     documents = ["A man plays a guitar.", "A cat sleeps on the mat.", "Music on stage tonight.", "Stock prices fell."]
     folder = tmp_path_factory.mktemp("index")
     index = bilrp.DocumentIndex.build(tiny, documents, folder, ids=["g", "c", "m", "s"], progress=False)
-    return TestClient(create_app(tiny, index=index, settings=ServerSettings(max_top_k=3))), index
+    return local_client(create_app(tiny, index=index, settings=ServerSettings(max_top_k=3))), index
 
 
 def test_rank_and_contrast_answer_what_bilrp_rank_writes(search_client, tiny):
@@ -379,7 +390,7 @@ def half_client(tiny, tmp_path_factory):
     folder = tmp_path_factory.mktemp("half-index")
     ids = ["g", "c", "m", "s/1"]
     index = bilrp.DocumentIndex.build(tiny, documents, folder, ids=ids, dtype="float16", progress=False)
-    return TestClient(create_app(tiny, index=index)), index
+    return local_client(create_app(tiny, index=index)), index
 
 
 def test_a_search_results_files_are_the_ranking_explanation_not_a_recomputation(half_client, tiny, monkeypatch):

@@ -408,7 +408,10 @@ def test_empty_text_shows_the_servers_error_and_no_stale_picture(page, server):
     assert page.locator("#pairs-svg path.pair").count() > 0
     explain(page, PAIR[0], "   ")
     request = urllib.request.Request(
-        server["base"] + "/api/explain", json.dumps({"text_a": PAIR[0], "text_b": "   "}).encode(), method="POST"
+        server["base"] + "/api/explain",
+        json.dumps({"text_a": PAIR[0], "text_b": "   "}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)

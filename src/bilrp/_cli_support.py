@@ -29,6 +29,8 @@ __all__ = [
     "rules_options",
     "add_engine_arguments",
     "ray_options",
+    "add_encode_arguments",
+    "encode_options",
 ]
 
 
@@ -137,3 +139,43 @@ def ray_options(args: argparse.Namespace, source: object):
     if not ray_available():
         raise ValueError(MISSING_EXTRA)
     return RayOptions(source, args.address, args.workers)
+
+
+def add_encode_arguments(parser: argparse.ArgumentParser, sides: str = "text A, then text B") -> None:
+    """Add sentence-transformers' ``encode()`` options (``--prompt``, ``--prompt-name``, ``--truncate-dim``,
+    ``--normalize-embeddings``, ``--similarity-fn-name``): the explained score is then what ``st.similarity`` gives.
+    """
+    group = parser.add_argument_group("sentence-transformers encode() options (explain the score they give)")
+    group.add_argument(
+        "--prompt", action="append", metavar="TEXT", help=f"literal prompt put before the texts (twice: {sides})"
+    )
+    group.add_argument(
+        "--prompt-name", action="append", metavar="NAME", help=f"one of the model's prompts (twice: {sides})"
+    )
+    group.add_argument(
+        "--truncate-dim", type=positive_int, metavar="K", help="cut the embeddings to their first K dimensions"
+    )
+    group.add_argument("--normalize-embeddings", action="store_true", help="normalise the embeddings to length 1")
+    group.add_argument(
+        "--similarity-fn-name",
+        metavar="NAME",
+        help="cosine or dot (default: the model's); euclidean and manhattan are distances and are refused",
+    )
+
+
+def encode_options(args: argparse.Namespace) -> dict:
+    """The keyword options of :func:`add_encode_arguments` for ``bilrp.explain`` / ``explain_ranking``."""
+    options: dict = {}
+    for flag, key in (("--prompt", "prompt"), ("--prompt-name", "prompt_name")):
+        values = getattr(args, key)
+        if values and len(values) > 2:
+            raise ValueError(f"{flag} given {len(values)} times: give it once (both texts) or twice (one per text)")
+        if values:
+            options[key] = values[0] if len(values) == 1 else (values[0], values[1])
+    if args.truncate_dim is not None:
+        options["truncate_dim"] = args.truncate_dim
+    if args.normalize_embeddings:
+        options["normalize_embeddings"] = True
+    if args.similarity_fn_name is not None:
+        options["similarity_fn_name"] = args.similarity_fn_name
+    return options

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = [
+    "Refusal",
     "Rule",
     "POSITIVE_INT",
     "NON_NEGATIVE_INT",
@@ -34,6 +35,14 @@ __all__ = [
     "seed",
     "fraction",
 ]
+
+
+class Refusal(Exception):
+    """Mixin of bilrp's refusals that are not ``ValueError``s (the certificate's, an unsupported module).
+
+    The command line, the explorer and other front ends report any ``Refusal`` as one line, as they report bad
+    input: the message already names the module at fault and says what to do.
+    """
 
 Closed = Literal["both", "left", "right", "neither"]
 """Which ends belong to an interval (as in ``pandas.Interval``)."""

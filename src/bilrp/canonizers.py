@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from zennit.canonizers import Canonizer
 
+from ._validation import Refusal
 from .attention_rules import attention_mode, check_attention_rule
 from .eval_eager import EvalEagerCanonizer
 from .rules import constant_rms_norm, constant_std_layer_norm, proportional_activation
@@ -40,7 +41,7 @@ _MISSING = object()
 CUSTOM_ARCHITECTURE_DOCS = 'docs/custom_architectures.md ("Writing a canonizer for your architecture")'
 
 
-class UnsupportedModuleError(TypeError):
+class UnsupportedModuleError(TypeError, Refusal):
     """A module that the composite has no rule for (an unknown attention or normalisation class)."""
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ._validation import Refusal
+from .architectures import TransformerCanonizer
 from .canonizers import CUSTOM_ARCHITECTURE_DOCS
 
 __all__ = [
@@ -45,7 +47,7 @@ PROBE_SCALE = -2.0
 """The homogeneity probe evaluates the frozen network at ``PROBE_SCALE * x``."""
 
 
-class CertificateError(RuntimeError):
+class CertificateError(RuntimeError, Refusal):
     """The network is not affine under the frozen rule constants: the relevance would not be exact.
 
     Raised by every LRP-based method when the conservation certificate fails; the message names the first
@@ -68,7 +70,11 @@ def tolerance(dtype: torch.dtype) -> float:
 
 
 def certificate_error(
-    contributions_sum: torch.Tensor, zero: torch.Tensor, output: torch.Tensor, probe: torch.Tensor
+    contributions_sum: torch.Tensor,
+    zero: torch.Tensor,
+    output: torch.Tensor,
+    probe: torch.Tensor,
+    scale: torch.Tensor | None = None,
 ) -> float:
     """Largest relative violation of conservation and homogeneity (see the module docstring).
 
@@ -80,12 +86,18 @@ def certificate_error(
         ``sum_i C[i]``, shape ``(batch, ...)``.
     zero, output, probe
         ``f(0)``, ``f(x)`` and ``f(PROBE_SCALE * x)`` of the frozen network, same shape.
+    scale
+        ``(batch,)``: what the violations are relative to; default the largest ``|C| + |f(0)| + |f(x)|`` of
+        each example. Quantities that are sums of many terms pass the sum of the terms' magnitudes, so that
+        terms cancelling to nearly 0 do not turn rounding into a violation.
 
     """
     c, z, y, p = (t.detach().double() for t in (contributions_sum, zero, output, probe))
     if not all(bool(torch.isfinite(t).all()) for t in (c, z, y, p)):
         return float("inf")  # a NaN or infinity is never certified
-    scale = (c.abs() + z.abs() + y.abs()).flatten(1).amax(1).clamp_min(1e-30)
+    if scale is None:
+        scale = (c.abs() + z.abs() + y.abs()).flatten(1).amax(1)
+    scale = scale.detach().double().clamp_min(1e-30)
     conservation = (c + z - y).abs().flatten(1).amax(1) / scale
     homogeneity = ((p - z) - PROBE_SCALE * (y - z)).abs().flatten(1).amax(1) / (abs(PROBE_SCALE) * scale)
     return float(torch.maximum(conservation, homogeneity).max())
@@ -95,14 +107,16 @@ def certificate_error(
 class ProbeLayout:
     """Which pieces of a replay batch are what: the batch repeats the explained batch ``repeats`` times.
 
-    Piece 0 is the all-zero input, pieces ``token_start`` to ``token_stop - 1`` hold one token each, and
-    piece ``probe`` (if not ``None``) is ``PROBE_SCALE * x``.
+    Piece ``zero`` (0 unless ``None``) is the all-zero input, pieces ``token_start`` to ``token_stop - 1`` hold
+    one token each, and piece ``probe`` (if not ``None``) is ``PROBE_SCALE * x``. A pass without the zero
+    piece (``zero=None``) can bring the probe alone, after a pass that brought the zero input.
     """
 
     repeats: int
     token_start: int = 1
     token_stop: int = 1
     probe: int | None = None
+    zero: int | None = 0
 
 
 @dataclass
@@ -118,7 +132,8 @@ class _Sums:
         pieces = _split_pieces(replayed, self.recorded, layout.repeats)
         if pieces is None:
             return False
-        self.zero = pieces[0]
+        if layout.zero is not None:
+            self.zero = pieces[layout.zero]
         if layout.token_stop > layout.token_start:
             tokens = (pieces[layout.token_start : layout.token_stop] - self.zero).sum(0)
             self.token_sum = tokens if self.token_sum is None else self.token_sum + tokens
@@ -264,6 +279,11 @@ def _split_pieces(replayed: torch.Tensor, recorded: torch.Tensor, repeats: int) 
     return None
 
 
+def _rule_left_out(module: nn.Module) -> bool:
+    """Whether bilrp's default canonizer has a rule for ``module`` that is not on it (its forward is its class's)."""
+    return isinstance(module, TransformerCanonizer().handled_types) and "forward" not in vars(module)
+
+
 def refuse(error: float, dtype: torch.dtype, culprit: tuple[str, nn.Module, float] | None) -> CertificateError:
     """The :class:`CertificateError` for a failed certificate, naming the culprit module when one was found."""
     where = (
@@ -281,8 +301,11 @@ def refuse(error: float, dtype: torch.dtype, culprit: tuple[str, nn.Module, floa
             + f" ({str(dtype).replace('torch.', '')}); check the model's own output on these inputs (a fully "
             "masked attention row, an overflow) before explaining it"
         )
+    remedy = f"Give that computation an LRP rule with a canonizer, see {CUSTOM_ARCHITECTURE_DOCS}"
+    if culprit is not None and _rule_left_out(culprit[1]):
+        where = where.replace("that no bilrp rule covers", "whose bilrp rule the composite's canonizers leave out")
+        remedy = "Keep bilrp's default canonizer next to yours: canonizers=[TransformerCanonizer(), ...]"
     return CertificateError(
         f"relevance refused: the network under the LRP rules is not affine in its input (certificate error "
-        f"{error:.2e}, tolerance {tolerance(dtype):.1e} for {str(dtype).replace('torch.', '')}); {where}. "
-        f"Give that computation an LRP rule with a canonizer, see {CUSTOM_ARCHITECTURE_DOCS}"
+        f"{error:.2e}, tolerance {tolerance(dtype):.1e} for {str(dtype).replace('torch.', '')}); {where}. {remedy}"
     )

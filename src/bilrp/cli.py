@@ -21,6 +21,9 @@ them):
   global ``--traceback`` flag shows it). Any other exception is a bug and propagates with its traceback.
 - warnings issued with ``warnings.warn`` while a command runs are printed as ``warning: <message>`` lines
   on stderr (e.g. how many tokens a truncation dropped).
+- the libraries' own output (transformers', sentence-transformers', the hub's and ``kernels``' log lines,
+  progress bars and warnings) is hidden while a command runs (:func:`bilrp._quiet.library_output`); the global
+  ``--verbose`` flag shows it. So a user error is exactly one line on stderr.
 - an argument that is not UTF-8 text (bytes decoded with ``surrogateescape``) is refused as one line
   ``bilrp: error: ...`` with exit status 2 before anything is parsed.
 - output files appear complete or not at all: check every output path before computing anything and write
@@ -38,8 +41,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._catalog import DEFAULT_MODEL, GRANULARITY_NAMES, METHOD_NAMES, POOLING_NAMES, SIMILARITY_NAMES, VERSION
-from ._cli_support import OneLineParser, add_rules_argument, fraction, load_model, positive_int, rules_options
+from ._cli_support import (
+    OneLineParser,
+    add_encode_arguments,
+    add_rules_argument,
+    encode_options,
+    fraction,
+    load_model,
+    positive_int,
+    rules_options,
+)
 from ._io import atomic_paths, check_name, json_text, one_line, probe_writable
+from ._quiet import library_output
+from ._validation import Refusal
 
 if TYPE_CHECKING:
     from .explanation import Explanation
@@ -61,7 +75,7 @@ SUBCOMMAND_MODULES = ("bilrp.evaluation.cli", "bilrp.analysis.cli", "bilrp.ranki
 OUTPUT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".html": "html", ".htm": "html", ".json": "json"}
 """``--out`` file extensions and what each writes."""
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, Refusal)
 """Exceptions reported as one ``error:`` line with exit status 2 (see the module docstring)."""
 
 
@@ -81,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bilrp {VERSION}")
     parser.add_argument("--traceback", action="store_true", help="show the full traceback of a user error")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the libraries' own log lines and progress bars (transformers, sentence-transformers, kernels)",
+    )
     subparsers = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
     _register_explain(subparsers)
     for name in SUBCOMMAND_MODULES:
@@ -157,6 +176,7 @@ def _register_explain(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="fail on a text longer than the model maximum instead of truncating it with a warning",
     )
+    add_encode_arguments(explain)
     explain.set_defaults(func=run_explain)
 
 
@@ -178,7 +198,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f"bilrp: error: {problem} (see bilrp --help)", file=sys.stderr)
         return 2
-    args = build_parser().parse_args(argv)
+    with library_output(verbose=_wants_verbose(argv)):  # the libraries' chatter only with --verbose
+        args = build_parser().parse_args(argv)
+        return _run_command(args)
+
+
+def _wants_verbose(argv: Sequence[str]) -> bool:
+    """Whether ``--verbose`` is among the options before the command (known before the parser is built)."""
+    for argument in argv:
+        if argument == "--verbose":
+            return True
+        if not argument.startswith("-"):
+            return False
+    return False
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command: a user error is one ``error:`` line and exit status 2 (see the module docstring)."""
     prog = f"bilrp {args.command}"
     with warnings.catch_warnings():
         warnings.simplefilter("default")
@@ -269,6 +305,7 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.words and args.granularity != "token":
         raise UsageError(f"--words and --granularity {args.granularity} both group the tokens: give one of them")
     options["granularity"] = args.granularity
+    options.update(encode_options(args))  # sentence-transformers' encode() options, checked with the model
     outputs = check_outputs(args.out)
 
     from .explainer import explain

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from torch import nn
 from zennit.canonizers import Canonizer
 from zennit.composites import LayerMapComposite
-from zennit.core import Composite, Hook
+from zennit.core import Composite, CompositeContext, Hook
 from zennit.rules import Pass
 
 from .architectures import ArchitectureCanonizer, TransformerCanonizer
@@ -23,6 +23,7 @@ from .canonizers import (
     merge_canonizers,
 )
 from .linear_canonizer import LinearRuleCanonizer
+from .root_rule import RootRule
 from .rule_translation import FORWARD_GRAPH_RULES, forward_graph_rule, memory_factor, rule_name
 from .rules import GradientRule
 
@@ -95,9 +96,16 @@ def _with_linear_rules(
 class TransformerComposite(ReverseRemoval, LayerMapComposite):
     """The Transformer LRP rules (by default the paper's: AH, LN, GA, LRP-0) as a zennit composite.
 
-    Use it with ``composite.context(model)`` or zennit attributors
-    (``zennit.attribution.Gradient(model, composite)``); the gradient in the context is the LRP
-    gradient, so gradient x input is the LRP relevance.
+    With zennit's attributors (``zennit.attribution.Gradient(model, composite)``, ``SmoothGrad``,
+    ``IntegratedGradients``) or ``composite.register(model)`` it behaves like zennit's own composites:
+    ``attributor(x, attr_output)`` returns the *relevance* of ``x`` for the output relevance ``attr_output``
+    (default: the output itself, which gives bilrp's LRP relevance), and every forward pass is certified
+    (:mod:`bilrp.root_rule`): a model with a non-linearity no rule covers raises
+    :class:`~bilrp.certificate.CertificateError` naming the module, as :class:`~bilrp.BiLRP` does.
+
+    ``composite.context(model)`` registers the bare rules, the building block of bilrp's own attributions
+    (which certify their results): inside it, the gradient is the LRP gradient (input x gradient is the
+    LRP relevance) and nothing is checked.
 
     Every rule is written into the forward graph, so the fast engine, forward-mode autodiff and the
     conservation certificate all see it. Stacked bilrp canonizers (``[TransformerCanonizer(),
@@ -119,8 +127,8 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
         Refuse, before anything is registered, modules that a matching canonizer reports it cannot handle.
     backward_hooks
         Run ``linear_rule`` as zennit's own backward hook (through :class:`~bilrp.rules.GradientRule`)
-        instead: for zennit attributors and as a reference. bilrp's attributions refuse such a composite,
-        because no certificate can check backward-only rules.
+        instead, as a reference inside ``composite.context(model)``. zennit's attributors and bilrp's
+        attributions refuse such a composite, because no certificate can check backward-only rules.
 
     """
 
@@ -197,7 +205,26 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
                     )
 
     def register(self, module: nn.Module) -> None:
-        """Apply canonizers and hooks; on any error, undo everything before re-raising."""
+        """Apply the rules and the certified root rule (zennit's attributors call this); on error, undo all.
+
+        The root rule (:class:`~bilrp.root_rule.RootRule`) makes the gradient at the model's input the
+        relevance, as zennit's composites do, and certifies every forward pass that can be differentiated.
+        """
+        if not self.certifiable:
+            raise ValueError(
+                "this TransformerComposite runs its linear rule as a zennit backward hook (backward_hooks=True), "
+                "which the conservation certificate cannot check: build it without backward_hooks (the same rule "
+                "then runs in the forward graph, certified)"
+            )
+        self.register_rules(module)
+        try:
+            self.handles += RootRule().apply(module)
+        except BaseException:
+            self.remove()
+            raise
+
+    def register_rules(self, module: nn.Module) -> None:
+        """Apply canonizers and hooks only (no root rule, no certificate); on any error, undo everything."""
         if self.strict:
             self.check_supported(module)
         try:
@@ -205,6 +232,22 @@ class TransformerComposite(ReverseRemoval, LayerMapComposite):
         except BaseException:
             self.remove()
             raise
+
+    def context(self, module: nn.Module) -> CompositeContext:
+        """The bare rules on ``module`` for a ``with`` block: the gradient inside is the LRP gradient, unchecked.
+
+        This is what bilrp's attributions run (they certify the result themselves); for relevance that is
+        certified use zennit's attributors, :class:`~bilrp.LRP` or :class:`~bilrp.BiLRP`.
+        """
+        return _RulesContext(module, self)
+
+
+class _RulesContext(CompositeContext):
+    """zennit's composite context, registering the bare rules (:meth:`TransformerComposite.register_rules`)."""
+
+    def __enter__(self) -> nn.Module:
+        self.composite.register_rules(self.module)
+        return self.module
 
 
 class PlainComposite(ReverseRemoval, Composite):
@@ -215,6 +258,11 @@ class PlainComposite(ReverseRemoval, Composite):
 
     def __init__(self) -> None:
         super().__init__(canonizers=[EvalEagerCanonizer()])
+
+
+def _attention_rule_of(canonizers: list[Canonizer]) -> str:
+    """The attention rule of the given bilrp attention canonizers (``"ah"`` when there are none)."""
+    return next((c.rule for c in canonizers if isinstance(c, AttentionCanonizer)), "ah")
 
 
 def _bilrp_rule_for(module: nn.Module, composite: TransformerComposite) -> str:
@@ -235,6 +283,9 @@ def resolve_composite(composite: Composite | None, model: nn.Module) -> Transfor
     put on ``model`` has an exact forward-graph form in bilrp -- a linear rule on ``nn.Linear`` modules, or
     ``Pass`` on an activation bilrp's rule GA covers (the same relevance) -- and its canonizers run before
     bilrp's. Any other rule is refused, naming the module, the zennit rule and the bilrp rule it clashes with.
+    bilrp's default canonizers (every registered family, LayerNorm and activations) are added unless the
+    composite brings an architecture canonizer: canonizers for the user's own classes
+    (``EpsilonPlus(canonizers=[AttentionCanonizer((MyAttention,))])``) come on top of them, merged.
 
     Raises
     ------
@@ -254,8 +305,8 @@ def resolve_composite(composite: Composite | None, model: nn.Module) -> Transfor
     if not isinstance(composite, Composite):
         raise TypeError(f"composite must be a zennit Composite, got {type(composite).__name__}")
     canonizers = list(composite.canonizers)
-    if not any(isinstance(c, (ArchitectureCanonizer, InstanceAttributeCanonizer)) for c in canonizers):
-        canonizers += default_canonizers()
+    if not any(isinstance(c, ArchitectureCanonizer) for c in canonizers):
+        canonizers += default_canonizers(_attention_rule_of(canonizers))
     judge = TransformerComposite(canonizers=canonizers, strict=False)
     linear_rules: dict[str, Hook] = {}
     context: dict = {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from torch import nn
 from zennit.canonizers import Canonizer
 
+from .explaining import keep_kernel_modes
+
 __all__ = ["EvalEagerCanonizer"]
 
 _MISSING = object()
@@ -21,6 +23,7 @@ class EvalEagerCanonizer(Canonizer):
     def __init__(self) -> None:
         self.training: dict[nn.Module, bool] = {}
         self.implementations: list[tuple[object, object]] = []
+        self.restore_kernels = _nothing
 
     def apply(self, root_module: nn.Module) -> list[Canonizer]:
         """Register a copy on the root module."""
@@ -31,6 +34,7 @@ class EvalEagerCanonizer(Canonizer):
     def register(self, root_module: nn.Module) -> None:
         """Put every module in eval mode and every config on the eager attention path."""
         self.training = {module: module.training for module in root_module.modules()}
+        self.restore_kernels = keep_kernel_modes(root_module)
         for module in root_module.modules():
             config = getattr(module, "config", None)
             if config is None or not hasattr(config, "_attn_implementation"):
@@ -41,7 +45,7 @@ class EvalEagerCanonizer(Canonizer):
         root_module.eval()
 
     def remove(self) -> None:
-        """Restore training flags and attention implementations."""
+        """Restore training flags, attention implementations and hub-kernels modes."""
         for module, training in self.training.items():
             module.training = training
         for config, value in self.implementations:
@@ -49,10 +53,15 @@ class EvalEagerCanonizer(Canonizer):
                 config.__dict__.pop(_IMPLEMENTATION, None)
             else:
                 config.__dict__[_IMPLEMENTATION] = value
-        self.training, self.implementations = {}, []
+        self.restore_kernels()
+        self.training, self.implementations, self.restore_kernels = {}, [], _nothing
 
     def copy(self) -> EvalEagerCanonizer:
         return self.__class__()
 
     def merge(self, other: EvalEagerCanonizer) -> EvalEagerCanonizer:
         return self.copy()
+
+
+def _nothing() -> None:
+    """Nothing to restore."""

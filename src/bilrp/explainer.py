@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-import torch
 from tqdm.auto import tqdm
 
 from ._validation import optional_positive_int, positive_int
@@ -17,13 +18,20 @@ from .attr import (
     InteractionAttribution,
     PairAttribution,
     RandomInteraction,
-    pair_decomposition,
 )
 from .explaining import explaining
 from .explanation import Explanation
-from .granular import GranularityLike, attach_groups, group_relevance, padded_groups, resolve_granularity, units
+from .granular import GranularityLike, attach_groups, group_relevance, resolve_granularity
 from .models import SimilarityModel, as_similarity_model
-from .text_encoding import TextFactor, encode_texts
+from .models.encode_options import REFUSED_OPTIONS, EncodeOptions
+from .text_encoding import (
+    TextFactor,
+    encode_texts,
+    explanation_from_factors,
+    fill_factors,
+    make_explanation,
+    text_factors,
+)
 
 __all__ = [
     "explain",
@@ -31,6 +39,9 @@ __all__ = [
     "METHODS",
     "make_attribution",
     "PromptNames",
+    "PromptTexts",
+    "check_keywords",
+    "keywords_listed",
     "TextFactor",
     "text_factors",
     "explanation_from_factors",
@@ -46,6 +57,52 @@ METHODS: dict[str, type[PairAttribution]] = {
 
 PromptNames = str | None | tuple[str | None, str | None]
 """A prompt name for both texts of a pair, or a pair ``(for text A, for text B)``; ``None``: the default."""
+F = TypeVar("F", bound=Callable[..., Any])
+PromptTexts = str | None | tuple[str | None, str | None]
+"""A literal prompt text for both texts of a pair, or a pair ``(for text A, for text B)``; ``None``: none given."""
+Flags = bool | tuple[bool, bool]
+"""A flag for both texts of a pair, or a pair ``(for text A, for text B)``."""
+
+
+def check_keywords(function: str, given: Any, valid: Any, context: str = "") -> None:
+    """Raise one ``TypeError`` from ``function`` naming the first keyword of ``given`` not in ``valid``.
+
+    ``explain() got an unexpected keyword argument 'foo'; valid: ...`` lists the valid names; an ``encode()``
+    option bilrp refuses (``precision=``) says why instead.
+    """
+    valid = sorted(set(valid))
+    for name in given:
+        if name in valid:
+            continue
+        if name in REFUSED_OPTIONS:
+            raise TypeError(f"{function}() does not take {name}=: {name} {REFUSED_OPTIONS[name]}")
+        raise TypeError(
+            f"{function}() got an unexpected keyword argument {name!r}{context}; valid: {', '.join(valid)}"
+        )
+
+
+def keywords_listed(function: F) -> F:
+    """Make an unknown keyword of ``function`` one ``TypeError`` listing its valid keywords (:func:`check_keywords`)."""
+    valid = [name for name, p in inspect.signature(function).parameters.items() if p.kind is not p.VAR_KEYWORD]
+
+    @functools.wraps(function)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        check_keywords(function.__name__, kwargs, valid)
+        return function(*args, **kwargs)
+
+    return checked  # type: ignore[return-value]
+
+
+def _method_keywords(method: str) -> list[str]:
+    """The keyword options the attribution class of ``method`` takes (``composite``, ``mode``, ...)."""
+    parameters = inspect.signature(METHODS[method].__init__).parameters
+    return [name for name in list(parameters)[2:] if parameters[name].kind is not inspect.Parameter.VAR_KEYWORD]
+
+
+def _checked_options(function: str, method: str, options: dict[str, Any], own: Any) -> None:
+    """Refuse keywords that neither ``function`` (its parameters ``own``) nor ``method``'s class takes."""
+    if method in METHODS:  # an unknown method is refused by make_attribution, naming the methods
+        check_keywords(function, options, [*own, *_method_keywords(method)], f" for method {method!r}")
 
 
 def make_attribution(model: SimilarityModel, method: str = "bilrp", **options: Any) -> PairAttribution:
@@ -64,6 +121,11 @@ def explain(
     truncate: bool = True,
     prompt_name: PromptNames = None,
     granularity: GranularityLike = "token",
+    *,
+    prompt: PromptTexts = None,
+    truncate_dim: int | None = None,
+    normalize_embeddings: Flags = False,
+    similarity_fn_name: str | None = None,
     **options: Any,
 ) -> Explanation:
     """Explain the similarity of two texts with token-pair relevance.
@@ -89,26 +151,34 @@ def explain(
         for text B)`` of these or of span lists. Groups are computed directly (one engine tangent per group,
         exactly the sum of its tokens), so long texts cost as many passes as groups, not tokens. Special tokens
         and tokens outside every span stay on their own.
+    prompt, truncate_dim, normalize_embeddings, similarity_fn_name
+        sentence-transformers' ``encode()`` options, with their meanings there, so that the explained score is
+        ``st.similarity(st.encode(a, **opts), st.encode(b, **opts))`` (:mod:`bilrp.models.encode_options`):
+        a literal prompt text (wins over ``prompt_name``), the Matryoshka cut of the embedding, its
+        normalisation, and the similarity function (``"cosine"`` or ``"dot"``; the distances ``"euclidean"``
+        and ``"manhattan"`` are not bilinear and are refused). ``prompt`` and ``normalize_embeddings`` may be
+        pairs ``(for text A, for text B)``. Options that change the score are explained by ``method="bilrp"``.
     **options
-        Passed to the attribution class (``composite=``, ``rules=``, ``mode=``, ``n_steps=``, ``seed=``).
+        Passed to the attribution class (``composite=``, ``rules=``, ``mode=``, ``n_steps=``, ``seed=``); any
+        other keyword is a ``TypeError`` listing the valid ones.
 
     Examples
     --------
     >>> model = bilrp.SimilarityModel.from_pretrained()
     >>> explanation = bilrp.explain(model, "A man plays guitar.", "Someone plays music.")
     >>> explanation.top(3)["positive"]
+    >>> bilrp.explain(model, "a query", "a passage", prompt=("query: ", "passage: "), truncate_dim=64)
 
     """
-    pairs = [(text_a, text_b)]
-    return explain_batch(
-        model,
-        pairs,
-        method=method,
-        truncate=truncate,
-        progress=False,
-        prompt_name=prompt_name,
-        granularity=granularity,
-        **options,
+    _checked_options("explain", method, options, _PARAMETERS["explain"])
+    encode = dict(
+        prompt=prompt,
+        truncate_dim=truncate_dim,
+        normalize_embeddings=normalize_embeddings,
+        similarity_fn_name=similarity_fn_name,
+    )
+    return _explain_pairs(
+        model, [(text_a, text_b)], method, 32, None, False, truncate, prompt_name, granularity, encode, options
     )[0]
 
 
@@ -122,6 +192,11 @@ def explain_batch(
     truncate: bool = True,
     prompt_name: PromptNames = None,
     granularity: GranularityLike = "token",
+    *,
+    prompt: PromptTexts = None,
+    truncate_dim: int | None = None,
+    normalize_embeddings: Flags = False,
+    similarity_fn_name: str | None = None,
     **options: Any,
 ) -> list[Explanation]:
     """Explain many pairs: texts are padded into batches and each distinct text is computed once.
@@ -149,18 +224,44 @@ def explain_batch(
         As for :func:`explain`, for every pair.
     granularity
         As for :func:`explain` (a pair of span lists only with one pair).
+    prompt, truncate_dim, normalize_embeddings, similarity_fn_name
+        sentence-transformers' ``encode()`` options, as for :func:`explain`, for every pair.
     **options
-        Passed to the attribution class.
+        Passed to the attribution class; any other keyword is a ``TypeError`` listing the valid ones.
 
     """
+    _checked_options("explain_batch", method, options, _PARAMETERS["explain_batch"])
+    encode = dict(
+        prompt=prompt,
+        truncate_dim=truncate_dim,
+        normalize_embeddings=normalize_embeddings,
+        similarity_fn_name=similarity_fn_name,
+    )
+    return _explain_pairs(
+        model, pairs, method, batch_size, internal_batch_size, progress, truncate, prompt_name, granularity, encode,
+        options,
+    )
+
+
+def _explain_pairs(
+    model, pairs, method, batch_size, internal_batch_size, progress, truncate, prompt_name, granularity, encode, options
+) -> list[Explanation]:
+    """:func:`explain_batch` once its keywords are checked (``encode``: the ``encode()`` options)."""
     model = as_similarity_model(model)
     positive_int("batch_size", batch_size)
     optional_positive_int("internal_batch_size", internal_batch_size)
-    prompt_a, prompt_b = prompt_name if isinstance(prompt_name, tuple) else (prompt_name, prompt_name)
     checked = _checked_pairs(pairs)
     granularity_of = resolve_granularity(granularity, checked)
+    settings = EncodeOptions.resolve(model, prompt_name=prompt_name, **encode)
+    if settings.changes_score and method != "bilrp" and method in METHODS:
+        raise ValueError(
+            f"method {method!r} explains the model's own similarity: truncate_dim=, normalize_embeddings= and "
+            "similarity_fn_name= change the score, and are explained exactly by method='bilrp'"
+        )
+    prompt_a, prompt_b = settings.prompt(model, 0), settings.prompt(model, 1)
     pairs = [((prompt_a, a), (prompt_b, b)) for a, b in checked]
     attribution = make_attribution(model, method, **options)
+    combined = settings if settings.changes_score else None
     with explaining(model):  # eval mode (embedding dropout off), exclusive, float32: for every step
         keys = list(dict.fromkeys(key for pair in pairs for key in pair))
         encoded = encode_texts(model, keys, batch_size, truncate)
@@ -168,7 +269,7 @@ def explain_batch(
             attach_groups(encoded, granularity_of)
         if isinstance(attribution, InteractionAttribution):
             return _explain_factorised(
-                model, attribution, pairs, encoded, batch_size, internal_batch_size, progress, method
+                model, attribution, pairs, encoded, batch_size, internal_batch_size, progress, method, combined
             )
         return _explain_pairwise(model, attribution, pairs, encoded, internal_batch_size, progress, method)
 
@@ -198,172 +299,28 @@ def _explain_pairwise(model, attribution, pairs, encoded, internal_batch_size, p
         )
         score = float(relevance.sum() + delta.sum())
         grouped = group_relevance(relevance[0], a, b)
-        results.append(_make_explanation(model, method, key_a[1], key_b[1], a, b, grouped, score))
+        results.append(make_explanation(model, method, key_a[1], key_b[1], a, b, grouped, score))
     return results
 
 
-def _explain_factorised(model, attribution, pairs, encoded, batch_size, internal_batch_size, progress, method):
+def _explain_factorised(
+    model, attribution, pairs, encoded, batch_size, internal_batch_size, progress, method, options=None
+):
     bar = tqdm(total=len(encoded) + len(pairs), desc=f"explaining ({method})", disable=not progress, unit="item")
-    _fill_factors(model, attribution, encoded, batch_size, internal_batch_size, bar.update)
+    fill_factors(model, attribution, encoded, batch_size, internal_batch_size, bar.update)
     results = []
     for key_a, key_b in pairs:
         a, b = encoded[key_a], encoded[key_b]
-        results.append(explanation_from_factors(model, attribution, a, b, key_a[1], key_b[1], method))
+        results.append(explanation_from_factors(model, attribution, a, b, key_a[1], key_b[1], method, options))
         bar.update(1)
     bar.close()
     return results
 
 
-def text_factors(
-    model: SimilarityModel | Any,
-    attribution: InteractionAttribution,
-    texts: Sequence[str],
-    prompt_name: str | None = None,
-    batch_size: int = 32,
-    internal_batch_size: int | None = None,
-    truncate: bool = True,
-    progress: Callable[[int], object] | None = None,
-) -> list[TextFactor]:
-    """Each text's factor of a factorising attribution: what ``explain_batch`` computes once per distinct text.
-
-    Texts are tokenized, embedded and padded into batches by length; one engine pass per batch gives every
-    token's contribution to every embedding dimension. Pairing two factors with
-    :func:`explanation_from_factors` gives exactly the explanation :func:`explain` gives for the two texts.
-
-    Parameters
-    ----------
-    model
-        The similarity model, as for :func:`explain`.
-    attribution
-        A factorising attribution built for ``model`` (:class:`~bilrp.BiLRP`, H x P, IJ, Embedding).
-    texts
-        The texts (a text given twice is computed once).
-    prompt_name
-        The model's prompt for every text (``None``: the default prompt).
-    batch_size, internal_batch_size, truncate
-        As for :func:`explain_batch`.
-    progress
-        Called with the number of texts of each finished batch (e.g. ``tqdm.update``).
-
-    Returns
-    -------
-    list of TextFactor
-        One per text, in the order of ``texts``.
-
-    """
-    model = as_similarity_model(model)
-    positive_int("batch_size", batch_size)
-    optional_positive_int("internal_batch_size", internal_batch_size)
-    if not isinstance(attribution, InteractionAttribution):
-        raise TypeError(f"{type(attribution).__name__} does not factorise: use BiLRP, HessianXProduct or IJ")
-    keys = [(prompt_name, text) for text in dict.fromkeys(texts)]
-    with explaining(model):
-        encoded = encode_texts(model, keys, batch_size, truncate)
-        _fill_factors(model, attribution, encoded, batch_size, internal_batch_size, progress)
-    return [encoded[(prompt_name, text)] for text in texts]
+def _keyword_names(function: Callable) -> list[str]:
+    """The named parameters of ``function`` after its positional texts (what its ``TypeError`` lists)."""
+    return [name for name, p in inspect.signature(function).parameters.items() if p.kind is not p.VAR_KEYWORD]
 
 
-def _fill_factors(model, attribution, encoded, batch_size, internal_batch_size, progress) -> None:
-    """Add ``contributions``, ``phi`` and ``bias_vector`` to every entry of ``encoded``, batch by batch."""
-    texts = sorted(encoded, key=lambda t: encoded[t]["length"])
-    for start in range(0, len(texts), batch_size):
-        chunk = texts[start : start + batch_size]
-        width = max(encoded[t]["length"] for t in chunk)
-        first = encoded[chunk[0]]["embeddings"]
-        embeddings = first.new_zeros(len(chunk), width, first.shape[-1])
-        mask = torch.zeros(len(chunk), width, dtype=torch.long, device=first.device)
-        for row, text in enumerate(chunk):
-            n = encoded[text]["length"]
-            embeddings[row, :n] = encoded[text]["embeddings"]
-            mask[row, :n] = 1
-        groups = padded_groups([encoded[t] for t in chunk], width, embeddings.dtype, model.device)
-        contributions, phi = attribution.contributions(
-            embeddings.to(model.device), mask.to(model.device), internal_batch_size, groups=groups
-        )
-        bias = attribution.bias_vectors(embeddings.to(model.device), mask.to(model.device), contributions, phi)
-        for row, text in enumerate(chunk):
-            encoded[text]["contributions"] = contributions[row, : units(encoded[text])]
-            encoded[text]["phi"] = phi[row]
-            encoded[text]["bias_vector"] = None if bias is None else bias[row]
-        if progress is not None:
-            progress(len(chunk))
-
-
-def explanation_from_factors(
-    model: SimilarityModel,
-    attribution: InteractionAttribution,
-    factor_a: TextFactor,
-    factor_b: TextFactor,
-    text_a: str,
-    text_b: str,
-    method: str = "bilrp",
-) -> Explanation:
-    """The explanation of two texts' similarity from their factors (:func:`text_factors`).
-
-    ``R = C_a C_b^T`` (divided by ``|phi_a| |phi_b|`` for cosine), the score from the two representations and,
-    when the factors carry bias vectors (BiLRP, IJ), the bias decomposition: exactly what :func:`explain` gives.
-
-    Parameters
-    ----------
-    model
-        The similarity model the factors were computed with.
-    attribution
-        The attribution that computed them (its ``combine`` pairs them, its ``rules`` name the rules).
-    factor_a, factor_b
-        The two texts' factors; both on one device and in one dtype.
-    text_a, text_b
-        The two texts (without prompts), recorded in the explanation.
-    method
-        The method name recorded in the explanation.
-
-    """
-    a, b = factor_a, factor_b
-    relevance, score = attribution.combine(
-        a["contributions"][None], b["contributions"][None], a["phi"][None], b["phi"][None]
-    )
-    explanation = _make_explanation(model, method, text_a, text_b, a, b, relevance[0], float(score[0]))
-    explanation.rules = getattr(attribution, "rules", "")
-    if a.get("bias_vector") is not None and b.get("bias_vector") is not None:
-        _add_decomposition(explanation, a, b, model.similarity)
-    return explanation
-
-
-def _add_decomposition(explanation: Explanation, a: dict, b: dict, similarity: str) -> None:
-    """Fill the bias decomposition of ``explanation`` from the two texts' factors and bias vectors."""
-    terms = pair_decomposition(
-        a["contributions"][None],
-        b["contributions"][None],
-        a["bias_vector"][None],
-        b["bias_vector"][None],
-        a["phi"][None],
-        b["phi"][None],
-        similarity,
-    )
-    tokens_a, tokens_b, both = (term[0].detach().cpu().double() for term in terms)
-    explanation.tokens_a_with_bias_b, explanation.bias_a_with_tokens_b = tokens_a, tokens_b
-    explanation.bias_with_bias = float(both)
-    explained = float(explanation.relevance.double().sum()) + float(tokens_a.sum() + tokens_b.sum() + both)
-    explanation.step_error = explanation.score - explained
-
-
-def _make_explanation(model, method, text_a, text_b, a, b, relevance, score) -> Explanation:
-    relevance = relevance.detach().cpu()
-    return Explanation(
-        tokens_a=a["tokens"],
-        tokens_b=b["tokens"],
-        relevance=relevance,
-        score=score,
-        bias=score - float(relevance.double().sum()),
-        text_a=text_a,
-        text_b=text_b,
-        model=model.name,
-        method=method,
-        word_ids_a=a["word_ids"],
-        word_ids_b=b["word_ids"],
-        offsets_a=a["offsets"],
-        offsets_b=b["offsets"],
-        prompt_a=a["prompt"],
-        prompt_b=b["prompt"],
-        prompt_length_a=a["prompt_length"],
-        prompt_length_b=b["prompt_length"],
-    )
+_PARAMETERS = {function.__name__: _keyword_names(function)[1:] for function in (explain, explain_batch)}
+"""Per entry point, the parameter names its unknown-keyword ``TypeError`` lists with the method's options."""

@@ -7,7 +7,8 @@ steps) does so inside :func:`explaining`. It
   same time: canonizers change module instances for the duration of an explanation, and a second thread
   running the same modules meanwhile would see the rules (or install them twice);
 - switches every module to eval mode (dropout off, embedding dropout included) and restores each
-  module's training flag afterwards;
+  module's training flag afterwards, and the hub-kernels mode of a kernelized transformers model
+  (``kernels_mode``, which ``eval()`` switches to INFERENCE), on every path, errors included;
 - runs half-precision (float16 / bfloat16) models in float32: each half-precision parameter and buffer
   is replaced by a float32 copy for the duration (the conversion is exact) and the original tensor is put
   back afterwards, so the model is restored bit for bit. Explanations are then computed, and certified,
@@ -20,13 +21,13 @@ the (re-entrant) lock.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-__all__ = ["explaining", "exclusive", "HALF_DTYPES"]
+__all__ = ["explaining", "exclusive", "keep_kernel_modes", "HALF_DTYPES"]
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 _LOCK = threading.RLock()
@@ -60,6 +61,7 @@ def explaining(module: nn.Module) -> Iterator[nn.Module]:
                 _ACTIVE[key] -= 1
             return
         training = {child: child.training for child in module.modules()}
+        restore_kernels = keep_kernel_modes(module)
         restore_precision = _upcast_half_tensors(module)
         _ACTIVE[key] = 1
         try:
@@ -70,6 +72,28 @@ def explaining(module: nn.Module) -> Iterator[nn.Module]:
             restore_precision()
             for child, flag in training.items():
                 child.training = flag
+            restore_kernels()
+
+
+def keep_kernel_modes(module: nn.Module) -> Callable[[], None]:
+    """Remember the hub-kernels mode of every kernelized model in ``module``; return what restores it.
+
+    transformers' ``PreTrainedModel.train(mode)``, and so ``eval()``, switches a model that runs hub kernels
+    (``use_kernels``) to ``kernels_mode`` INFERENCE or TRAINING and kernelizes it again; putting the training
+    flags back leaves that mode behind. The returned function sets each changed mode back (kernelizing again).
+    """
+    saved = [
+        (child, child.kernels_mode)
+        for child in module.modules()
+        if getattr(child, "use_kernels", False) is True and hasattr(child, "kernels_mode")
+    ]
+
+    def restore() -> None:
+        for child, mode in saved:
+            if child.kernels_mode != mode:
+                child.kernels_mode = mode
+
+    return restore
 
 
 def _upcast_half_tensors(module: nn.Module):

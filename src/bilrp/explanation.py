@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from . import _display
 from ._io import json_text, write_text
 from .granularity import Granularity, token_groups
 
@@ -80,6 +81,29 @@ class Explanation:
     bias_with_bias: float | None = None
     step_error: float = 0.0
     document_id: str | None = None
+
+    def __repr__(self) -> str:
+        """One line: score, summed relevance, bias, numbers of tokens, method, rules and the texts."""
+        total = float(self.relevance.detach().double().sum())
+        parts = [
+            f"score={self.score:.4f}",
+            f"sum_R={total:.4f}",
+            f"bias={self.bias:.4f}",
+            f"tokens={len(self.tokens_a)}x{len(self.tokens_b)}",
+            f"method={self.method!r}",
+        ]
+        parts += [f"rules={self.rules!r}"] if self.rules else []
+        parts += [] if self.document_id is None else [f"document_id={self.document_id!r}"]
+        parts += [f"text_a={_display.quoted(self.text_a)}", f"text_b={_display.quoted(self.text_b)}"]
+        return f"Explanation({', '.join(parts)})"
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any] | None:
+        """Jupyter: the HTML view and the pair plot as PNG (:mod:`bilrp.plotting.notebook`), and :meth:`__repr__`."""
+        return _display.mimebundle(self, include, exclude)
+
+    def _repr_html_(self) -> str | None:
+        """The HTML view (:func:`bilrp.plotting.to_html`), for tools that ask for HTML only."""
+        return _display.html(self)
 
     @property
     def bias_share(self) -> float:

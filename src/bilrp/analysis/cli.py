@@ -132,12 +132,15 @@ def _languages(dataset: str) -> tuple[str, str]:
 
 
 def _report(written: list[Path], args: argparse.Namespace) -> int:
+    """Print the result table (the markdown file the analysis wrote), then every file written, one a line."""
     from .._io import write_json
 
     if args.failures:
         written = [*written, write_json(args.out / "failures.json", args.failures)]
+    for table in (path for path in written if path.suffix == ".md"):
+        print(table.read_text(encoding="utf-8").rstrip("\n") + "\n")
     for path in written:
-        print(path)
+        print(f"wrote {path}")
     return 0
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .. import datasets
+from .._integrity import folder_lock
 from .._io import json_text, write_text
 from .._validation import optional_positive_int, positive_int
 from ..corpus_runs import RayOptions, Record, Row, WorkUnit, compute_rows, run_unit
@@ -41,6 +42,7 @@ from .run_files import (
     load_corpus,
     read_run,
     run_meta,
+    shard_line,
 )
 from .specs import slug
 
@@ -139,26 +141,28 @@ def run_corpus(
     positive_int("batch_size", batch_size)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    check_meta(directory, run_meta(model, method, options))
-    triples = [_as_triple(pair) for pair in pairs]
-    pair_records = [Record(i, f"pair-{i}", (a, b)) for i, (a, b, _) in enumerate(triples)]
-    done, failed = _done(directory, pair_records)
-    todo = [record for record in pair_records if record.key not in done and record.key not in failed]
-    unit = ExplainPairs(method, batch_size, dict(options))
-    if ray is None:
-        golds = [gold for _, _, gold in triples]
-        rows = _explain_here(unit, model, todo, directory, shard_size, progress, golds, len(done) + len(failed))
-    else:
-        shards = len(list(directory.glob("shard-*.jsonl"))) + len(list(directory.glob("part-*.parquet")))
-        report = run_unit(unit, todo, ray=ray, folder=directory, shard_size=shard_size)
-        report.reused = shards
-        print(report.lines()[-1], file=sys.stderr)  # what Ray did: shards computed, workers restarted
-        rows = report.rows.values()
-    for row in rows:
-        if row.ok:
-            done[row.key] = CorpusRecord.from_dict({"index": row.key, "gold": None, **unit.decode(row.data)})
+    with folder_lock(directory, "explaining a corpus"):  # one writer per run folder; a second is refused
+        run = check_meta(directory, run_meta(model, method, options))
+        triples = [_as_triple(pair) for pair in pairs]
+        pair_records = [Record(i, f"pair-{i}", (a, b)) for i, (a, b, _) in enumerate(triples)]
+        done, failed = _done(directory, pair_records)
+        todo = [record for record in pair_records if record.key not in done and record.key not in failed]
+        unit = ExplainPairs(method, batch_size, dict(options))
+        if ray is None:
+            golds = [gold for _, _, gold in triples]
+            initial = len(done) + len(failed)
+            rows = _explain_here(unit, model, todo, directory, shard_size, progress, golds, initial, run)
         else:
-            failed[row.key] = {"index": row.key, "id": row.id, "digest": row.digest, "error": row.error}
+            shards = len(list(directory.glob("shard-*.jsonl"))) + len(list(directory.glob("part-*.parquet")))
+            report = run_unit(unit, todo, model=model, ray=ray, folder=directory, run=run, shard_size=shard_size)
+            report.reused = shards
+            print(report.lines()[-1], file=sys.stderr)  # what Ray did: shards computed, workers restarted
+            rows = report.rows.values()
+        for row in rows:
+            if row.ok:
+                done[row.key] = CorpusRecord.from_dict({"index": row.key, "gold": None, **unit.decode(row.data)})
+            else:
+                failed[row.key] = {"index": row.key, "id": row.id, "digest": row.digest, "error": row.error}
     for index in sorted(failed):
         failure = failed[index]
         warnings.warn(f"pair {failure['id']} of {directory.name}: {failure['error']}; skipped", stacklevel=2)
@@ -190,6 +194,7 @@ def _explain_here(
     progress: bool,
     golds: list[float | None],
     initial: int,
+    run: str,
 ) -> list[Row]:
     """The local engine: explain ``todo`` in chunks of ``shard_size``, each written as one JSONL shard."""
     rows: list[Row] = []
@@ -197,7 +202,7 @@ def _explain_here(
     try:
         for start in range(0, len(todo), shard_size):
             chunk = compute_rows(unit, model, todo[start : start + shard_size])
-            lines = "".join(json_text(_line(row, golds[row.key]), indent=None) for row in chunk)
+            lines = "".join(shard_line(_line(row, golds[row.key]), run) for row in chunk)
             write_text(directory / f"shard-{chunk[0].key:06d}-{chunk[-1].key:06d}.jsonl", lines)
             rows += chunk
             bar.update(len(chunk))

@@ -2,6 +2,13 @@
 
 See :mod:`bilrp.analysis.corpus` for the layout. This module reads a folder (every complete shard of either
 engine, the explained and the failed pairs), checks its ``meta.json``, and defines the record it holds.
+
+``meta.json`` is the run's identity: the model (name, pooling, similarity, maximum length and its fingerprint:
+weights, tokenizer, head, prompts), the method and its options, the rules resolved to one spelling. Every shard
+is bound to it: each line of a JSONL shard starts with ``"run"`` (the identity's digest) and ``"check"`` (a
+digest of the rest of the line and the run), a Parquet shard carries both in its metadata
+(:mod:`bilrp.corpus_runs.shards`). A shard of another run, an edited or corrupted line, is refused with one line
+naming the file and what to do; nothing stale is read back.
 """
 
 from __future__ import annotations
@@ -12,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json
-from ..corpus_runs.shards import read_shard
+from .._io import json_text, write_json
+from ..corpus_runs.identity import canonical_rules, check_digest, meta_difference, plain, run_digest
+from ..corpus_runs.shards import DamagedShardError, RunMismatchError, read_shard
 from ..explanation import Explanation
 from ..models import SimilarityModel
+from ..models.fingerprint import model_fingerprint
 
 __all__ = [
     "CorpusRecord",
@@ -27,9 +36,12 @@ __all__ = [
     "read_run",
     "run_meta",
     "check_meta",
+    "run_identity",
+    "shard_line",
 ]
 
-_FORMAT = 1
+_FORMAT = 2
+META = "meta.json"
 
 
 class CorpusMismatchError(ValueError):
@@ -69,7 +81,7 @@ class CorpusRecord:
 
 
 def run_meta(model: SimilarityModel, method: str, options: dict[str, Any]) -> dict[str, Any]:
-    """What a run folder's ``meta.json`` records: the model (pooling, similarity, length), method, options."""
+    """What a run folder's ``meta.json`` records: the model (with its fingerprint), method, options and rules."""
     return {
         "format": _FORMAT,
         "model": model.name,
@@ -77,23 +89,58 @@ def run_meta(model: SimilarityModel, method: str, options: dict[str, Any]) -> di
         "similarity": model.similarity,
         "max_length": model.max_length,
         "method": method,
-        "options": {k: v if isinstance(v, (int, float, str, bool)) else type(v).__name__ for k, v in options.items()},
+        "options": _recorded_options(model, method, options),
+        "fingerprint": model_fingerprint(model),
     }
 
 
-def check_meta(directory: Path, meta: dict[str, Any]) -> None:
-    """Write ``meta.json`` into a new run folder, or refuse a folder whose ``meta.json`` differs (one line)."""
-    file = directory / "meta.json"
+def _recorded_options(model: SimilarityModel, method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options as canonical data; BiLRP's rules in one spelling (the model's default ones when none given)."""
+    recorded = plain(options)
+    if method == "bilrp" and options.get("composite") is None:
+        from ..rule_sets import default_rule_set
+
+        rules = options.get("rules")
+        recorded["rules"] = canonical_rules(default_rule_set(model) if rules is None else rules)
+    return recorded
+
+
+def check_meta(directory: Path, meta: dict[str, Any]) -> str:
+    """Write ``meta.json`` into a new run folder, or refuse a folder whose ``meta.json`` differs (one line).
+
+    Returns
+    -------
+    str
+        The run's identity (:func:`~bilrp.corpus_runs.identity.run_digest` of ``meta``): what its shards carry.
+
+    """
+    file = directory / META
     if not file.exists():
         write_json(file, meta)
-        return
+        return run_digest(meta)
     advice = f"delete the folder {directory} to start this run afresh"
     (stored,) = _read_records(file, dict, advice, whole=True)
-    for key, value in meta.items():
-        if stored.get(key) != value:
-            raise CorpusMismatchError(
-                f"{directory} holds a run with {key}={stored.get(key)!r}, not {value!r}: use another folder"
-            )
+    difference = meta_difference(stored, meta)
+    if difference is not None:
+        raise CorpusMismatchError(
+            f"{directory} holds {difference}: delete the folder to recompute it, or use another folder"
+        )
+    return run_digest(meta)
+
+
+def run_identity(directory: Path) -> str | None:
+    """The identity of the run a folder holds (from its ``meta.json``), or ``None`` when it has none."""
+    file = directory / META
+    if not file.exists():
+        return None
+    (stored,) = _read_records(file, dict, f"delete the folder {directory} to start this run afresh", whole=True)
+    return run_digest(stored)
+
+
+def shard_line(entry: dict[str, Any], run: str) -> str:
+    """The JSONL line of one entry of a shard, bound to the run ``run``: ``{"run": ..., "check": ..., ...}``."""
+    rest = json_text(entry, indent=None)[1:-1]  # after "{", before the newline
+    return f'{{"run": "{run}", "check": "{check_digest(run, rest.encode())}", {rest}\n'
 
 
 def load_corpus(directory: str | Path) -> list[CorpusRecord]:
@@ -121,10 +168,16 @@ def _entry(data: Any) -> CorpusRecord | dict[str, Any]:
     return CorpusRecord.from_dict(data)
 
 
-def _parquet_entries(file: Path) -> list[CorpusRecord | dict[str, Any]]:
-    """The records and failed pairs of a Ray shard (:mod:`bilrp.corpus_runs.shards`)."""
+def _parquet_entries(file: Path, run: str) -> list[CorpusRecord | dict[str, Any]]:
+    """The records and failed pairs of a Ray shard (:mod:`bilrp.corpus_runs.shards`) of the run ``run``."""
+    try:
+        rows = read_shard(file, run)
+    except RunMismatchError as error:
+        raise CorpusMismatchError(str(error)) from None
+    except DamagedShardError as error:
+        raise DamagedRunError(str(error)) from None
     entries: list[CorpusRecord | dict[str, Any]] = []
-    for row in read_shard(file):
+    for row in rows:
         if not row.ok:
             entries.append({"index": row.key, "id": row.id, "digest": row.digest, "error": row.error})
             continue
@@ -138,11 +191,24 @@ def _parquet_entries(file: Path) -> list[CorpusRecord | dict[str, Any]]:
 
 
 def read_run(directory: Path) -> tuple[dict[int, CorpusRecord], dict[int, dict[str, Any]]]:
-    """The records and the failed pairs of every complete shard of a run folder, by index."""
-    entries = [
-        entry for shard in sorted(directory.glob("shard-*.jsonl")) for entry in _read_records(shard, _entry, _ADVICE)
-    ]
-    entries += [entry for part in sorted(directory.glob("part-*.parquet")) for entry in _parquet_entries(part)]
+    """The records and the failed pairs of every complete shard of a run folder, by index.
+
+    Every shard must belong to the run the folder's ``meta.json`` describes, and every line or row must match
+    its check: anything else is refused (:class:`CorpusMismatchError`, :class:`DamagedRunError`), one line
+    naming the file and what to do.
+    """
+    shards = sorted(directory.glob("shard-*.jsonl"))
+    parts = sorted(directory.glob("part-*.parquet"))
+    run = run_identity(directory)
+    if run is None:
+        if shards or parts:
+            raise DamagedRunError(
+                f"{directory} holds shards but no {META} (what they were computed with): delete the folder to "
+                "start this run afresh"
+            )
+        return {}, {}
+    entries = [entry for shard in shards for entry in _read_records(shard, _entry, _ADVICE, run=run)]
+    entries += [entry for part in parts for entry in _parquet_entries(part, run)]
     records, failures = {}, {}
     for entry in entries:
         if isinstance(entry, CorpusRecord):
@@ -152,17 +218,26 @@ def read_run(directory: Path) -> tuple[dict[int, CorpusRecord], dict[int, dict[s
     return records, failures
 
 
-def _read_records(file: Path, build: Callable[[Any], Any], advice: str, whole: bool = False) -> list[Any]:
+def _read_records(
+    file: Path, build: Callable[[Any], Any], advice: str, whole: bool = False, run: str | None = None
+) -> list[Any]:
     """``build(data)`` of each JSON line of ``file`` (or of the whole file when ``whole``).
 
-    Raises :class:`DamagedRunError` naming the file, the line and the problem, followed by ``advice``.
+    With ``run``, each line must be a line of that run (:func:`shard_line`) matching its check.
+    Raises :class:`DamagedRunError` naming the file, the line and the problem, followed by ``advice``
+    (:class:`CorpusMismatchError` for a line of another run).
     """
     try:
-        text = file.read_text(encoding="utf-8")
+        raw = file.read_bytes()
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise DamagedRunError(f"cannot read run file {file}: {' '.join(str(error).split())}; {advice}") from None
     records = []
-    for number, line in enumerate([text] if whole else text.splitlines(), start=1):
+    # "\n" only: a text may hold other line breaks (U+2028, U+0085), written as they are (ensure_ascii=False);
+    # the bytes of each line (what its check covers) split at the same places: UTF-8 never encodes "\n" otherwise
+    lines = [text] if whole else text.split("\n")
+    raw_lines = [raw] if whole else raw.split(b"\n")
+    for number, (line, raw_line) in enumerate(zip(lines, raw_lines, strict=True), start=1):
         if not (whole or line.strip()):
             continue
         try:
@@ -170,6 +245,7 @@ def _read_records(file: Path, build: Callable[[Any], Any], advice: str, whole: b
         except json.JSONDecodeError as error:
             where = f"line {error.lineno if whole else number}, column {error.colno}"
             raise DamagedRunError(f"damaged run file {file}: {where}: {error.msg}; {advice}") from None
+        stamp = (data.pop("run", None), data.pop("check", None)) if run is not None and isinstance(data, dict) else None
         try:
             records.append(build(data))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
@@ -177,7 +253,30 @@ def _read_records(file: Path, build: Callable[[Any], Any], advice: str, whole: b
             raise DamagedRunError(
                 f"damaged run file {file}: line {number}: not a record ({problem}); {advice}"
             ) from None
+        if run is not None:
+            _check_line(file, number, raw_line, stamp, run, advice)
+    if run is not None and not records:  # a shard is written whole, with one line per pair at least
+        raise DamagedRunError(f"damaged run file {file}: it holds no line; {advice}")
     return records
+
+
+def _check_line(file: Path, number: int, line: bytes, stamp: tuple[Any, Any] | None, run: str, advice: str) -> None:
+    """Refuse a shard line of another run (or of none), or one that does not match its check."""
+    stored, check = stamp if stamp is not None else (None, None)
+    if stored != run:
+        whose = "no run (written by an older bilrp)" if stored is None else f"another run ({stored})"
+        raise CorpusMismatchError(
+            f"run file {file}: line {number} belongs to {whose}, not to this run ({run}); {advice}"
+        )
+    prefix = f'{{"run": "{stored}", "check": "{check}", '.encode()
+    if not (
+        isinstance(check, str)
+        and line.startswith(prefix)
+        and check_digest(run, memoryview(line)[len(prefix) :]) == check
+    ):
+        raise DamagedRunError(
+            f"damaged run file {file}: line {number} does not match its check (edited or corrupted); {advice}"
+        )
 
 
 def explanation_dict(e: Explanation) -> dict[str, Any]:

@@ -10,7 +10,10 @@ chunk into one encoded result row per record. The same unit runs in both engines
   actors that load the model once each, and writes every chunk's rows as one Parquet shard
   (:mod:`bilrp.corpus_runs.shards`), so that a run stopped at any point resumes with the missing chunks only.
 
-The commands then reduce the rows to their tables, JSON and figures, the same way for both engines. This
+The commands then reduce the rows to their tables, JSON and figures, the same way for both engines. A run
+folder records what its results depend on (the model's fingerprint, the unit and its options:
+:mod:`bilrp.corpus_runs.identity`), every shard is bound to that record and checked when read back, and one
+process at a time writes a folder (its lock), so nothing stale, foreign or damaged is ever read back. This
 layer sits between the explainer/models and the corpus packages (``bilrp.evaluation``, ``bilrp.analysis``,
 ``bilrp.ranking``); it imports none of them, and Ray only inside the Ray engine.
 """

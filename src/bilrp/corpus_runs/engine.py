@@ -3,7 +3,9 @@
 :func:`run_unit` is what the corpus commands call: ``ray=None`` runs the embedded engine in this process
 (with the model already loaded), :class:`RayOptions` runs the Ray engine (the actors load the model from
 ``RayOptions.source``). With a ``folder``, every computed chunk is written there as a Parquet shard and a
-rerun computes only the records no complete shard holds; the Ray engine always needs one.
+rerun computes only the records no complete shard holds; the Ray engine always needs one. The run holds the
+folder's lock while it runs (a second writer is refused), and reads back only shards bound to its identity
+(:mod:`bilrp.corpus_runs.identity`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .identity import plain
 from .shards import ShardStore, shard_bytes
 from .work import Record, Row, WorkUnit
 
@@ -87,6 +90,7 @@ def run_unit(
     ray: RayOptions | None = None,
     folder: str | Path | None = None,
     meta: dict[str, Any] | None = None,
+    run: str | None = None,
     shard_size: int = 32,
     progress: bool = False,
 ) -> RunReport:
@@ -97,14 +101,19 @@ def run_unit(
     unit, records
         The unit of work and its inputs (keys unique).
     model
-        The loaded model, for the local engine.
+        The loaded model, for the local engine. With the Ray engine, every actor's model must have its
+        fingerprint (:func:`~bilrp.models.fingerprint.model_fingerprint`; checked).
     ray
         Run on Ray with these options (``None``: the local engine).
     folder
         The shard folder (``None``: keep the rows in memory; the Ray engine needs a folder).
     meta
-        What the run computes besides the unit (the model, ...), recorded in ``folder/run.json`` and compared
-        by later runs; ``None`` leaves the folder's check to the caller.
+        What the run computes besides the unit (the model and its fingerprint,
+        :func:`~bilrp.corpus_runs.identity.model_identity`), recorded in ``folder/run.json`` and compared by
+        later runs; every shard is bound to it. ``None`` leaves the folder's check to the caller.
+    run
+        With ``meta=None``: the identity of the caller's run (its record's
+        :func:`~bilrp.corpus_runs.identity.run_digest`), which every shard written and read must carry.
     shard_size
         Records per chunk (one unit call, one shard).
     progress
@@ -117,17 +126,35 @@ def run_unit(
         raise ValueError("the Ray engine writes shards: give a folder for them")
     store = None
     if folder is not None:
-        store = ShardStore(folder, None if meta is None else {"unit": unit.name, "options": unit.options(), **meta})
+        full = None if meta is None else {"unit": unit.name, "options": plain(unit.options()), **meta}
+        store = ShardStore(folder, full, run)
+    if store is None:
+        return _run(unit, records, model, ray, None, shard_size, progress)
+    with store.open():
+        return _run(unit, records, model, ray, store, shard_size, progress)
+
+
+def _run(
+    unit: WorkUnit,
+    records: Sequence[Record],
+    model: Any,
+    ray: RayOptions | None,
+    store: ShardStore | None,
+    shard_size: int,
+    progress: bool,
+) -> RunReport:
+    """:func:`run_unit` once the store (if any) is open: read back the done records, compute the others."""
     report = RunReport("ray" if ray is not None else "local", folder=None if store is None else store.folder)
     done = store.rows(records) if store is not None else {}
     report.rows.update(done)
     report.reused = store.files_read if store is not None else 0
     todo = [record for record in records if record.key not in done]
     chunks = [todo[start : start + shard_size] for start in range(0, len(todo), shard_size)]
+    run = None if store is None else store.run
 
     def deliver(rows: list[Row], data: bytes | None) -> None:
         if store is not None:
-            store.write(rows[0].key, rows[-1].key, data if data is not None else shard_bytes(rows))
+            store.write(rows[0].key, rows[-1].key, data if data is not None else shard_bytes(rows, run))
         report.rows.update((row.key, row) for row in rows)
         report.computed += 1
 
@@ -138,5 +165,16 @@ def run_unit(
     else:
         from .ray_engine import run_ray
 
-        report.restarts = run_ray(unit, ray.source, chunks, deliver, ray.address, ray.workers)
+        expected = None if model is None else _fingerprint(model)
+        report.restarts = run_ray(unit, ray.source, chunks, deliver, ray.address, ray.workers, run, expected)
     return report
+
+
+def _fingerprint(model: Any) -> dict[str, str] | None:
+    """The model's fingerprint, which the Ray actors' models must have; ``None`` for a model without one."""
+    from ..models.fingerprint import model_fingerprint
+
+    try:
+        return model_fingerprint(model)
+    except AttributeError:  # not a SimilarityModel (no tokenizer, pooling, ...): nothing to compare
+        return None

@@ -7,6 +7,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .progress import chunk_progress
 from .work import Record, Row, WorkUnit, compute_rows
 
 __all__ = ["run_local"]
@@ -32,7 +33,8 @@ def run_local(
     deliver
         Called with each chunk's rows (and ``None``: the shard bytes are not made here) as soon as it is done.
     progress
-        Show a progress bar (records).
+        Show a progress bar (records): it ticks as the unit reports parts of a chunk done
+        (:func:`bilrp.corpus_runs.progress.report`), and at the latest when the chunk is delivered.
 
     """
     if not chunks:
@@ -41,5 +43,6 @@ def run_local(
     total = sum(len(chunk) for chunk in chunks)
     with tqdm(total=total, unit="record", desc=f"computing ({unit.name})", disable=not progress) as bar:
         for chunk in chunks:
-            deliver(compute_rows(unit, state, chunk), None)
-            bar.update(len(chunk))
+            with chunk_progress(bar.update, len(chunk)):
+                rows = compute_rows(unit, state, chunk)
+            deliver(rows, None)

@@ -7,6 +7,10 @@ or folder), builds the unit's state, and turns every chunk it receives into the 
 one GPU each when the cluster has GPUs, one CPU otherwise. A worker process that dies is restarted by Ray and
 its chunk retried (:data:`RETRIES` times); the driver reports how many workers were restarted.
 
+Each shard an actor makes is bound to the run's identity, and carries the fingerprint of the actor's model: the
+driver refuses a shard whose model differs from its own (a node holding another copy of the model folder, a
+folder changed after the run started), naming the worker and what differs, before it writes anything of it.
+
 Ray is imported here only, when a run starts: ``bilrp --help`` and the local engine never import it.
 """
 
@@ -23,10 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from .shards import read_shard, shard_bytes
+from ..models.fingerprint import fingerprint_difference, model_fingerprint
+from .shards import RunMismatchError, read_shard, shard_bytes
 from .work import Record, Row, WorkUnit, compute_rows
 
-__all__ = ["RETRIES", "MISSING_EXTRA", "WorkerFailureError", "ray_available", "ray_session", "run_ray"]
+__all__ = [
+    "RETRIES",
+    "MISSING_EXTRA",
+    "WorkerFailureError",
+    "WorkerModelError",
+    "ray_available",
+    "ray_session",
+    "run_ray",
+]
 
 RETRIES = 3
 """How often Ray restarts a dead worker and retries its chunk before the run fails."""
@@ -35,6 +48,10 @@ MISSING_EXTRA = "--engine ray needs Ray Data and pyarrow: install bilrp[ray] (pi
 
 class WorkerFailureError(OSError):
     """A Ray worker died more often than :data:`RETRIES`; the shards written so far are kept."""
+
+
+class WorkerModelError(RunMismatchError):
+    """A Ray worker loaded another model than the driver's (other weights, tokenizer, ...): nothing of it is kept."""
 
 
 def ray_available() -> bool:
@@ -70,10 +87,12 @@ def ray_session(address: str | None, workers: int) -> Iterator[Any]:
 class _UnitActor:
     """A Ray Data actor: loads the model once, then computes chunks of records into Parquet shards."""
 
-    def __init__(self, unit: WorkUnit, source: Any) -> None:
+    def __init__(self, unit: WorkUnit, source: Any, run: str | None = None) -> None:
         import ray
 
-        self.unit, self.state = unit, unit.prepare(source.load())
+        model = source.load()
+        self.fingerprint = _fingerprint_text(model)
+        self.unit, self.state, self.run = unit, unit.prepare(model), run
         self.restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         self.pid = os.getpid()
 
@@ -81,13 +100,38 @@ class _UnitActor:
         parts = []
         for payload in batch["records"]:
             records = [Record(key, name, tuple(texts)) for key, name, texts in json.loads(payload)]
-            parts.append(shard_bytes(compute_rows(self.unit, self.state, records)))
+            parts.append(shard_bytes(compute_rows(self.unit, self.state, records), self.run))
         count = len(parts)
         return {
             "part": np.array(parts, dtype=object),
             "pid": np.full(count, self.pid, dtype=np.int64),
             "restarted": np.full(count, self.restarted, dtype=bool),
+            "model": np.array([self.fingerprint] * count, dtype=object),
         }
+
+
+def _fingerprint_text(model: Any) -> str:
+    """The JSON of a model's fingerprint (``""`` for a model that has none)."""
+    try:
+        return json.dumps(model_fingerprint(model), sort_keys=True)
+    except AttributeError:
+        return ""
+
+
+def _check_worker(row: dict[str, Any], expected: dict[str, str] | None, source: Any) -> None:
+    """Refuse a shard computed by a worker whose model is not the driver's (one line: the worker, what differs)."""
+    if expected is None:
+        return
+    text = str(row["model"])
+    found = json.loads(text) if text else None
+    difference = fingerprint_difference(found, expected) if found else "a model without a fingerprint"
+    if difference is not None:
+        where = getattr(source, "name", None) or source
+        raise WorkerModelError(
+            f"Ray worker pid {int(row['pid'])} loaded another model than this process from {where!r} "
+            f"({difference}): make the model the same on every node (or pass the model folder shared by all); "
+            "nothing of that worker was written"
+        )
 
 
 def _resources(ray: Any) -> dict[str, float]:
@@ -108,6 +152,8 @@ def run_ray(
     deliver: Callable[[list[Row], bytes | None], None],
     address: str | None = None,
     workers: int | None = None,
+    run: str | None = None,
+    fingerprint: dict[str, str] | None = None,
 ) -> int:
     """Compute every chunk on a Ray actor pool and hand each chunk's rows (and shard bytes) on as it arrives.
 
@@ -124,6 +170,11 @@ def run_ray(
     address, workers
         The cluster (``None``: a local Ray instance started for the run) and the number of actors (``None``:
         one per GPU, else one per CPU of the cluster; never more than there are chunks).
+    run
+        The run identity every shard is bound to (checked on the driver before ``deliver``).
+    fingerprint
+        The driver's model fingerprint: a shard of an actor whose model differs is refused
+        (:class:`WorkerModelError`). ``None``: not checked.
 
     Returns
     -------
@@ -144,7 +195,7 @@ def run_ray(
         items = [{"records": json.dumps([[r.key, r.id, list(r.texts)] for r in chunk])} for chunk in chunks]
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _UnitActor,
-            fn_constructor_kwargs={"unit": unit, "source": source},
+            fn_constructor_kwargs={"unit": unit, "source": source, "run": run},
             batch_size=1,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=size),
@@ -155,8 +206,9 @@ def run_ray(
         pids, restarted = set(), set()
         try:
             for row in dataset.iter_rows():
+                _check_worker(row, fingerprint, source)
                 data = bytes(row["part"])
-                deliver(read_shard(io.BytesIO(data)), data)
+                deliver(read_shard(io.BytesIO(data), run), data)
                 pids.add(int(row["pid"]))
                 if row["restarted"]:
                     restarted.add(int(row["pid"]))

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
+
+from .identity import plain
 
 __all__ = ["Record", "Row", "WorkUnit", "ModelSource", "compute_rows", "record_digest", "empty_text_reason"]
 
@@ -105,7 +107,7 @@ class WorkUnit:
 
     def options(self) -> dict[str, Any]:
         """The unit's options (its fields), recorded with the run so that a folder of another run is refused."""
-        return {field.name: _plain(getattr(self, field.name)) for field in fields(self)}
+        return {field.name: plain(getattr(self, field.name)) for field in fields(self)}
 
     def prepare(self, model: Any) -> Any:
         """The state the unit computes with (default: the model itself); built once per engine or actor."""
@@ -126,17 +128,6 @@ class WorkUnit:
     def decode(self, data: bytes) -> Any:
         """The result :meth:`encode` stored."""
         return data
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as JSON-able data (tuples as lists, dataclasses as dicts)."""
-    if hasattr(value, "__dataclass_fields__"):
-        return _plain(asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def compute_rows(unit: WorkUnit, state: Any, records: Sequence[Record]) -> list[Row]:

@@ -267,17 +267,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``bilrp evaluate ...`` without the main CLI; bad arguments print one line and return 2."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:  # --help (0) or a bad argument (2, one line printed)
-        return int(exit_.code or 0)
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except ValueError as error:  # EvaluationError, DatasetError, ModelLoadError, ...
-        print(f"bilrp evaluate: error: {error}", file=sys.stderr)
-        return 2
+    """Run ``bilrp evaluate ...`` without the main CLI; bad arguments print one line and return 2.
+
+    The libraries' own log lines and progress bars stay hidden, as in ``bilrp evaluate`` (:mod:`bilrp._quiet`).
+    """
+    from .._quiet import library_output
+
+    with library_output():
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exit_:  # --help (0) or a bad argument (2, one line printed)
+            return int(exit_.code or 0)
+        func: Callable[[argparse.Namespace], int] = args.func
+        try:
+            return func(args)
+        except ValueError as error:  # EvaluationError, DatasetError, ModelLoadError, ...
+            print(f"bilrp evaluate: error: {error}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -9,13 +9,15 @@ depend on which other pairs are computed with it (the local and Ray engines agre
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..corpus_runs.progress import WholeTicks
 from ..models import SimilarityModel
 from .errors import EvaluationError, check_fraction
 
@@ -108,6 +110,7 @@ def perturbation_curves(
     seed: int = 0,
     progress: bool = False,
     keys: Sequence[int] | None = None,
+    on_progress: Callable[[float], object] | None = None,
 ) -> tuple[list[tuple[int, str, str]], dict[str, np.ndarray]]:
     """The perturbation curve of every text under every token order.
 
@@ -127,6 +130,9 @@ def perturbation_curves(
     keys
         The id of each pair (default: its position): the pair index of its rows, and with ``seed`` the seed
         of its random orders (``numpy.random.default_rng((seed, key))``).
+    on_progress
+        Called with the number of pairs (fractional) each batch of forward passes completes; the progress bar
+        ticks the same way, per pair.
 
     Returns
     -------
@@ -139,17 +145,29 @@ def perturbation_curves(
     texts: list[tuple[int, str, str]] = []
     chunks: dict[str, list[np.ndarray]] = {order: [] for order in orders}
     bar = tqdm(total=len(text_pairs), desc="perturbation", disable=not progress, unit="pair")
+    ticks = WholeTicks(bar.update, len(text_pairs))
+
+    def done(pairs: float) -> None:
+        ticks(pairs)
+        if on_progress is not None:
+            on_progress(pairs)
+
     for start in range(0, len(text_pairs), _PAIRS_PER_CHUNK):
         indices = range(start, min(start + _PAIRS_PER_CHUNK, len(text_pairs)))
         chunk_texts, sequences = _perturbations(
             model, text_pairs, indices, tokenized, relevance, orders, fractions, filler_id, (seed, keys)
         )
-        for order, curve in _distances(model, tokenized, chunk_texts, sequences, normalize, batch_size).items():
+        share = functools.partial(_scaled, done, len(indices))
+        for order, curve in _distances(model, tokenized, chunk_texts, sequences, normalize, batch_size, share).items():
             chunks[order].append(curve)
         texts += chunk_texts
-        bar.update(len(indices))
+    ticks.finish()
     bar.close()
     return texts, {order: np.concatenate(parts) for order, parts in chunks.items()}
+
+
+def _scaled(done: Callable[[float], None], count: int, fraction: float) -> None:
+    done(fraction * count)
 
 
 def _perturbations(model, text_pairs, indices, tokenized, relevance, methods, fractions, filler_id, seeding):
@@ -193,8 +211,11 @@ def _token_ids(model: SimilarityModel, texts: list[str], batch_size: int) -> dic
 
 
 @torch.no_grad()
-def _distances(model, tokenized, texts, sequences, normalize, batch_size) -> dict[str, np.ndarray]:
-    """Distance of each perturbed sequence's embedding to its text's embedding; repeated sequences run once."""
+def _distances(model, tokenized, texts, sequences, normalize, batch_size, progress=None) -> dict[str, np.ndarray]:
+    """Distance of each perturbed sequence's embedding to its text's embedding; repeated sequences run once.
+
+    ``progress`` is called with the fraction of the forward passes each batch completes.
+    """
     unique = {tuple(tokenized[text]): None for _, _, text in texts}
     for per_text in sequences.values():
         for steps in per_text:
@@ -214,6 +235,8 @@ def _distances(model, tokenized, texts, sequences, normalize, batch_size) -> dic
         if normalize:
             phi = phi / phi.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         unique.update(zip(chunk, phi.cpu(), strict=True))
+        if progress is not None:
+            progress(len(chunk) / len(ordered))
     curves = {}
     for method, per_text in sequences.items():
         rows = []

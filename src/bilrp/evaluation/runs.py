@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .._io import json_text
 from ..corpus_runs import RayOptions, Record, RunReport, WorkUnit, run_unit
+from ..corpus_runs.identity import model_identity
 from ..models import SimilarityModel
 
 __all__ = ["run_evaluation", "run_files", "report_lines", "PAIRS_PER_SHARD"]
@@ -29,10 +30,15 @@ def run_evaluation(
     shard_size: int = PAIRS_PER_SHARD,
     progress: bool = False,
 ) -> RunReport:
-    """Run ``unit`` over ``records`` locally (``ray=None``) or on Ray, with shards in ``shards`` if given."""
+    """Run ``unit`` over ``records`` locally (``ray=None``) or on Ray, with shards in ``shards`` if given.
+
+    The shard folder's ``run.json`` records the unit, its options and the model's fingerprint (weights,
+    tokenizer, pooling, head, similarity, maximum length, prompts): a rerun with anything else is refused, and
+    every shard is bound to that record (:mod:`bilrp.corpus_runs.identity`).
+    """
     if ray is not None and shards is None:
         raise ValueError("a Ray evaluation keeps its shards in a folder: give shards=")
-    meta = {"model": model.name, "pooling": model.pooling_name, "similarity": model.similarity}
+    meta = model_identity(model) if shards is not None else None
     return run_unit(
         unit, records, model=model, ray=ray, folder=shards, meta=meta, shard_size=shard_size, progress=progress
     )

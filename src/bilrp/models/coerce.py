@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import weakref
 
+from torch import nn
+
 from .errors import type_name
 from .similarity_model import SimilarityModel
 from .st_objects import is_sentence_transformer, same_signature, st_signature
@@ -21,7 +23,8 @@ def as_similarity_model(model_or_name) -> SimilarityModel:
     A ``SimilarityModel`` is returned as it is; a ``sentence_transformers.SentenceTransformer`` is wrapped
     with ``SimilarityModel.from_sentence_transformer`` (once: the wrapper is cached on the object, and
     rebuilt only when its modules or settings change); a str or path is loaded with
-    ``SimilarityModel.from_pretrained``. Anything else raises ``TypeError``.
+    ``SimilarityModel.from_pretrained``. Anything else (a function, a bare encoder) raises a one-line ``TypeError``
+    saying to wrap the encoder as ``SimilarityModel(encoder, tokenizer)``.
     """
     if isinstance(model_or_name, SimilarityModel):
         return model_or_name
@@ -36,6 +39,20 @@ def as_similarity_model(model_or_name) -> SimilarityModel:
     if isinstance(model_or_name, str | os.PathLike):
         return SimilarityModel.from_pretrained(model_or_name)
     raise TypeError(
-        f"cannot make a SimilarityModel from an object of type {type_name(model_or_name)}: give a SimilarityModel, a "
-        "sentence_transformers.SentenceTransformer, a model folder or a hub name"
+        f"cannot make a SimilarityModel from {_why_not(model_or_name)}: wrap your encoder as "
+        "bilrp.SimilarityModel(encoder, tokenizer, pooling=..., similarity=...), or give a SentenceTransformer, a "
+        "model folder or a hub name"
     )
+
+
+def _why_not(obj) -> str:
+    """What ``obj`` is and why it is no similarity model, for the message."""
+    if isinstance(obj, nn.Module):
+        return f"an object of type {type_name(obj)}: an encoder alone has no pooling and no similarity"
+    name = getattr(obj, "__qualname__", None)
+    if callable(obj) and not isinstance(obj, type) and isinstance(name, str):
+        return (
+            f"the function {name}: bilrp explains a model through its steps (embed, represent, compare), not a "
+            "function's output"
+        )
+    return f"an object of type {type_name(obj)}"

@@ -20,6 +20,7 @@ import pickle
 from pathlib import Path
 
 from .._catalog import DEFAULT_MODEL
+from .encode_options import sentence_transformers_output
 from .errors import ModelLoadError, first_line, type_name
 from .folders import check_model_folder, sentence_transformers_defaults, weights_file
 from .lengths import capped_max_length, check_max_length
@@ -103,13 +104,15 @@ def load_pretrained(
     if pooling is None and "pooling_config" in defaults:
         pooling = pooling_from_config(defaults["pooling_config"], defaults["pooling_where"])
     head, normalized, prompts = _st_head_and_prompts(defaults, encoder)
+    output = None
     if similarity is None and defaults:
         similarity = similarity_from_sentence_transformers(defaults.get("similarity_fn_name"), normalized)
+        output = sentence_transformers_output(defaults.get("similarity_fn_name"), normalized)
     if max_length is not None:
         max_length = capped_max_length(max_length, encoder, "max_length=")
     elif defaults.get("max_length") is not None:
         max_length = capped_max_length(defaults["max_length"], encoder, defaults["max_length_where"])
-    return cls(
+    model = cls(
         encoder,
         tokenizer,
         pooling=pooling or "mean",
@@ -119,6 +122,9 @@ def load_pretrained(
         head=head,
         **prompts,
     )
+    if output is not None:  # what st.encode returns and st.similarity applies (bilrp.models.encode_options)
+        model.encode_output = output
+    return model
 
 
 def _st_head_and_prompts(defaults: dict, encoder) -> tuple[list, bool, dict]:

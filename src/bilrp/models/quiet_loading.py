@@ -1,10 +1,11 @@
-"""Loading a model the way commands and workers do: no progress bars, and offline unless asked otherwise."""
+"""Loading a model the way commands and workers do: no library chatter, and offline unless asked otherwise."""
 
 from __future__ import annotations
 
 import os
 
 from .._catalog import DEFAULT_MODEL
+from .._quiet import quiet_libraries
 from .similarity_model import SimilarityModel
 
 __all__ = ["load_quietly"]
@@ -13,7 +14,12 @@ __all__ = ["load_quietly"]
 def load_quietly(
     name_or_path: str | None = None, pooling: str | None = None, similarity: str | None = None
 ) -> SimilarityModel:
-    """Load a model without progress bars or hub traffic (offline unless ``HF_HUB_OFFLINE=0`` is set).
+    """Load a model without the libraries' chatter or hub traffic (offline unless ``HF_HUB_OFFLINE=0`` is set).
+
+    While the model loads, transformers, sentence-transformers, the hub and ``kernels`` log only errors and draw
+    no progress bars (transformers 5.25's "Skipping publisher trust check" lines and its "Loading weights" bar);
+    their settings are restored afterwards. Inside ``bilrp --verbose ...`` nothing is silenced
+    (:func:`bilrp._quiet.library_output`).
 
     Parameters
     ----------
@@ -34,8 +40,7 @@ def load_quietly(
         from huggingface_hub import constants
 
         constants.HF_HUB_OFFLINE = True
-    from transformers.utils import logging
+    import transformers.utils.logging  # noqa: F401  (imported first, so that its progress bars can be hidden)
 
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    return SimilarityModel.from_pretrained(name_or_path or DEFAULT_MODEL, pooling=pooling, similarity=similarity)
+    with quiet_libraries():
+        return SimilarityModel.from_pretrained(name_or_path or DEFAULT_MODEL, pooling=pooling, similarity=similarity)

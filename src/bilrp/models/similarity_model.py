@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from .._catalog import DEFAULT_MODEL, SIMILARITY_NAMES
-from ..architectures import architecture_of
 from ..constants import recording
 from ..explaining import exclusive
+from .encoder_parts import check_encoder_call, find_embedding_layer, last_hidden_state
 from .errors import ModelLoadError
 from .lengths import capped_max_length, check_max_length, default_max_length
 from .loading import load_pretrained as _load_pretrained
@@ -46,26 +46,6 @@ class _Captured(Exception):
         self.value = value
 
 
-def find_embedding_layer(encoder: nn.Module) -> nn.Module:
-    """The module whose output is the embedding output (the input of the first Transformer layer).
-
-    The registry entry of the encoder's family says where it is (``embeddings``, ``embed_tokens``, GPT-Neo's
-    ``drop``, ...); an encoder of no registered family is looked up at ``embeddings``.
-    """
-    family = architecture_of(encoder)
-    path = family.embedding if family is not None else None
-    try:
-        module = encoder.get_submodule(path if path is not None else "embeddings")
-    except AttributeError:
-        module = None
-    if isinstance(module, nn.Module) and module is not encoder:
-        return module
-    raise ValueError(
-        f"cannot find the embedding layer of {type(encoder).__name__}: pass embedding_layer= to SimilarityModel "
-        "(the module whose output the first Transformer layer reads)"
-    )
-
-
 class SimilarityModel(nn.Module):
     """Encoder + pooling + head + similarity, with the steps attributions need exposed.
 
@@ -76,9 +56,12 @@ class SimilarityModel(nn.Module):
     Parameters
     ----------
     encoder
-        A HuggingFace Transformer encoder (``AutoModel``) returning ``last_hidden_state``.
+        A HuggingFace Transformer encoder (``AutoModel``) returning ``last_hidden_state``. bilrp calls it as
+        ``forward(input_ids=..., attention_mask=...)``; an encoder whose ``forward`` takes neither keyword
+        raises ``TypeError``.
     tokenizer
-        Its tokenizer (a fast tokenizer gives character offsets, used by the analyses).
+        Its tokenizer (a fast tokenizer gives character offsets, used by the analyses). Without one the model
+        takes no texts (only embedding outputs, as Captum attributions give them).
     pooling
         One of :data:`bilrp.models.POOLINGS` (``"cls"``, ``"mean"``, ``"weighted_mean"``, ``"qkv"``,
         ``"last_token"``, ``"max"``, ``"mean_sqrt_len"``) or a pooling module ``(hidden, mask) -> emb``.
@@ -117,6 +100,7 @@ class SimilarityModel(nn.Module):
         if similarity not in SIMILARITIES:
             raise ValueError(f"unknown similarity {similarity!r}: choose one of {', '.join(SIMILARITIES)}")
         max_length = check_max_length(max_length)
+        check_encoder_call(encoder)
         self.prompts, self.default_prompt_name = check_prompts(prompts, default_prompt_name), default_prompt_name
         self.encoder = encoder
         self.tokenizer = tokenizer
@@ -230,10 +214,19 @@ class SimilarityModel(nn.Module):
             One of :attr:`prompts`; ``None`` is :attr:`default_prompt_name` (no prompt when that is ``None``).
 
         """
-        if self.tokenizer is None:
-            raise ValueError("this SimilarityModel has no tokenizer: pass tokenizer= when building it")
         prompt = self.prompt(prompt_name)
-        return tokenize_texts(self.tokenizer, texts, self.max_length, truncate, prompt, self.device, stacklevel=2)
+        tokenizer = self.require_tokenizer()
+        return tokenize_texts(tokenizer, texts, self.max_length, truncate, prompt, self.device, stacklevel=2)
+
+    def require_tokenizer(self):
+        """The tokenizer; a one-line ``ValueError`` saying what to pass when the model was built without one."""
+        if self.tokenizer is None:
+            raise ValueError(
+                f"this SimilarityModel ({self.name}) has no tokenizer, so it cannot take texts: build it as "
+                "SimilarityModel(encoder, tokenizer), e.g. with AutoTokenizer.from_pretrained(...), or give the "
+                "attributions embedding outputs instead of texts"
+            )
+        return self.tokenizer
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Embedding output for ``input_ids``: the input of the first Transformer layer."""
@@ -268,7 +261,7 @@ class SimilarityModel(nn.Module):
             output = self._run_substituted(embeddings, attention_mask, argument)
         if output is None:
             raise ValueError(f"the encoder {type(self.encoder).__name__} stopped calling its embedding layer")
-        return _last_hidden_state(output)
+        return last_hidden_state(output)
 
     def _find_input_argument(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> str:
         """The encoder argument for which it calls its embedding layer (tried once per model)."""
@@ -386,13 +379,6 @@ class _GivenOutput(nn.Module):
     def forward(self, *args, **kwargs) -> torch.Tensor:
         self.calls += 1
         return self.value
-
-
-def _last_hidden_state(output) -> torch.Tensor:
-    """The token states of an encoder's output: a tensor, ``.last_hidden_state`` or the first item."""
-    if isinstance(output, torch.Tensor):
-        return output
-    return output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
 
 
 def _full_mask(embeddings: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ import sys
 
 from torch import nn
 
+from .encode_options import sentence_transformers_output
 from .errors import ModelLoadError, type_name
 from .lengths import capped_max_length, check_max_length, check_seq_length
 from .st_heads import object_head
@@ -100,10 +101,13 @@ def wrap_sentence_transformer(
             pooling = pooling_from_config(pooling_config, pooling_where)
     tokenizer, encoder = modules[0].tokenizer, modules[0].auto_model
     head, normalized = object_head(modules[2:], _embedding_dimension(modules, encoder), settings["truncate_dim"], where)
+    output = None
     if similarity is None:
-        similarity = similarity_from_sentence_transformers(getattr(model, "similarity_fn_name", None), normalized)
+        function = getattr(model, "similarity_fn_name", None)
+        similarity = similarity_from_sentence_transformers(function, normalized)
+        output = sentence_transformers_output(function, normalized)
     check_tokenizer(tokenizer, encoder, where)
-    return cls(
+    wrapper = cls(
         encoder,
         tokenizer,
         pooling=pooling,
@@ -114,6 +118,9 @@ def wrap_sentence_transformer(
         prompts=settings["prompts"],
         default_prompt_name=settings["default_prompt_name"],
     )
+    if output is not None:  # what st.encode returns and st.similarity applies (bilrp.models.encode_options)
+        wrapper.encode_output = output
+    return wrapper
 
 
 def _checked_modules(model, where: str, pooling_given: bool) -> tuple[list[nn.Module], dict]:

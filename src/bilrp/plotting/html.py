@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.colors import to_rgb
 
 from ..token_display import NEGATIVE_COLOR, POSITIVE_COLOR, display_token
-from .layout import ascii_html, inline_svg, relevance_array, summary_line, token_labels
+from .layout import HTMLText, ascii_html, inline_svg, relevance_array, summary_line, token_labels
 from .pairs import plot_pairs
 
 if TYPE_CHECKING:
@@ -54,12 +54,13 @@ _STYLE = """<style>
 </style>"""
 
 
-def to_html(explanation: Explanation, k: int = 10, threshold: float = 0.02, full_page: bool = False) -> str:
+def to_html(explanation: Explanation, k: int = 10, threshold: float = 0.02, full_page: bool = False) -> HTMLText:
     """A self-contained HTML view: summary, both texts shaded by token relevance, the pair plot, top pairs.
 
     Everything is inline (SVG drawn with glyph outlines, a scoped ``<style>``, no script): it works offline
     and makes no network request. The fragment is pure ASCII, so it displays correctly whatever encoding
-    the page around it declares; Jupyter shows it through ``Explanation._repr_html_``.
+    the page around it declares. An :class:`~bilrp.Explanation` shown in Jupyter displays this view (and the
+    pair plot as a PNG fallback: :mod:`bilrp.plotting.notebook`); the returned text displays itself the same way.
 
     Parameters
     ----------
@@ -74,8 +75,8 @@ def to_html(explanation: Explanation, k: int = 10, threshold: float = 0.02, full
 
     Returns
     -------
-    str
-        The HTML text.
+    HTMLText
+        The HTML text (a ``str``; Jupyter displays it as HTML).
 
     """
     relevance = relevance_array(explanation)
@@ -96,9 +97,9 @@ def to_html(explanation: Explanation, k: int = 10, threshold: float = 0.02, full
         f"{_pair_table(top['positive'], 'positive', 'raise')}{_pair_table(top['negative'], 'negative', 'lower')}"
         "</div></div>"
     )
-    if not full_page:
-        return body
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>bilrp: {ascii_html(summary_line(explanation))}</title></head><body>{body}</body></html>\n"
-    )
+    if full_page:
+        body = (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>bilrp: {ascii_html(summary_line(explanation))}</title></head><body>{body}</body></html>\n"
+        )
+    return HTMLText(body, lambda: plot_pairs(explanation, threshold=threshold))

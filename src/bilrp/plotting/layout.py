@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,6 +27,8 @@ __all__ = [
     "summary_line",
     "label_inches",
     "InlineFigure",
+    "figure_png",
+    "HTMLText",
     "new_axes",
     "column_positions",
     "inline_svg",
@@ -99,13 +101,46 @@ def label_inches(labels: Sequence[str], fontsize: float) -> float:
     return max((len(label) for label in labels), default=1) * fontsize * _CHAR_INCHES_PER_POINT
 
 
+def figure_png(figure: Figure) -> bytes:
+    """The figure as PNG bytes (tight bounding box, the figure's own resolution)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
+
+
 class InlineFigure(Figure):
     """A figure that Jupyter shows as a PNG even when ``pyplot`` (and its inline backend) was never imported."""
 
     def _repr_png_(self) -> bytes:
-        buffer = io.BytesIO()
-        self.savefig(buffer, format="png", bbox_inches="tight")
-        return buffer.getvalue()
+        return figure_png(self)
+
+
+class HTMLText(str):
+    """HTML text that Jupyter displays as HTML (with a PNG of its picture as the fallback), and is a ``str``.
+
+    Everything a ``str`` does works as before (write it to a file, search it; what str methods return is a plain
+    ``str``), and a pickled copy is a plain ``str``. IPython's plain-text form names it instead of printing
+    hundreds of kilobytes of markup; ``print`` or ``str`` give the text.
+    """
+
+    _picture: Callable[[], Figure] | None
+
+    def __new__(cls, text: str, picture: Callable[[], Figure] | None = None) -> HTMLText:
+        made = super().__new__(cls, text)
+        made._picture = picture
+        return made
+
+    def _repr_html_(self) -> str:
+        return str(self)
+
+    def _repr_png_(self) -> bytes | None:
+        return None if self._picture is None else figure_png(self._picture())
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(f"<bilrp HTML, {len(self):,} characters: shown as HTML in Jupyter; print() gives the text>")
+
+    def __reduce__(self):
+        return (str, (str(self),))
 
 
 def new_axes(

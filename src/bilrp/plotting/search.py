@@ -1,10 +1,10 @@
-"""The pictures of a search: the HTML page of a :class:`~bilrp.ranking.Ranking` and, for a
+"""The pictures of a search: the HTML page and the bar chart of a :class:`~bilrp.ranking.Ranking` and, for a
 :class:`~bilrp.ranking.Difference`, the side-by-side figure and its HTML page.
 
 Each result shows its score (``sum R + bias``), the document with every token shaded by its relevance summed over
 the query, and its strongest query-document token pairs; a ``<details>`` element opens the full view of
 :func:`bilrp.plotting.to_html`. Everything is inline (SVG, a scoped ``<style>``, no script), works offline and is
-pure ASCII.
+pure ASCII. The pages are :class:`~bilrp.plotting.layout.HTMLText`: a ``str`` that Jupyter displays as HTML.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from matplotlib.figure import Figure
 
 from ..token_display import NEGATIVE_COLOR, POSITIVE_COLOR, SPECIAL_COLOR, display_token, is_special_token
 from .html import to_html
-from .layout import InlineFigure, ascii_html, inline_svg, label_inches
+from .layout import HTMLText, InlineFigure, ascii_html, inline_svg, label_inches
 
 if TYPE_CHECKING:
     from ..explanation import Explanation
     from ..ranking import Difference, Ranking
 
-__all__ = ["ranking_html", "difference_html", "plot_difference"]
+__all__ = ["ranking_html", "difference_html", "plot_difference", "plot_ranking"]
 
 _STYLE = """<style>
 .bilrp-rank{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;font-size:14px;line-height:1.45;max-width:64em}
@@ -86,7 +86,7 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def ranking_html(ranking: Ranking, k: int = 3, full_page: bool = False, details: bool = True) -> str:
+def ranking_html(ranking: Ranking, k: int = 3, full_page: bool = False, details: bool = True) -> HTMLText:
     """The ranking as HTML: per result its score, the shaded document and its ``k`` strongest token pairs.
 
     Parameters
@@ -102,8 +102,9 @@ def ranking_html(ranking: Ranking, k: int = 3, full_page: bool = False, details:
 
     Returns
     -------
-    str
-        The HTML text.
+    HTMLText
+        The HTML text: a ``str`` (write it to a file as it is) that Jupyter displays as HTML, with
+        :func:`plot_ranking` as its PNG fallback.
 
     """
     how = "ranked by the model's score" if ranking.order == "score" else "in the order given (your retriever's)"
@@ -117,10 +118,11 @@ def ranking_html(ranking: Ranking, k: int = 3, full_page: bool = False, details:
         f'<div class="bilrp-rank">{_STYLE}<h2>Query: {ascii_html(ranking.query)}</h2>'
         f'<p class="meta">{meta}</p>{results or "<p class=none>no results</p>"}</div>'
     )
-    return _page(f"ranking for {ranking.query}", body) if full_page else body
+    page = _page(f"ranking for {ranking.query}", body) if full_page else body
+    return HTMLText(page, lambda: plot_ranking(ranking))
 
 
-def difference_html(difference: Difference, k: int = 5, full_page: bool = False) -> str:
+def difference_html(difference: Difference, k: int = 5, full_page: bool = False) -> HTMLText:
     """Why A scores above B, as HTML: the side-by-side picture, the strongest query tokens, both full views.
 
     Parameters
@@ -134,8 +136,8 @@ def difference_html(difference: Difference, k: int = 5, full_page: bool = False)
 
     Returns
     -------
-    str
-        The HTML text.
+    HTMLText
+        The HTML text (a ``str``; Jupyter displays it as HTML, with :func:`plot_difference` as its PNG fallback).
 
     """
     a, b = difference.explanation_a, difference.explanation_b
@@ -143,7 +145,8 @@ def difference_html(difference: Difference, k: int = 5, full_page: bool = False)
         f'<tr><td class="num">{value:+.4f}</td><td>{ascii_html(display_token(token))} <small>[{i}]</small></td></tr>'
         for i, token, value in difference.top(k)
     )
-    names = [ascii_html(str(e.document_id if e.document_id is not None else name)) for e, name in ((a, "A"), (b, "B"))]
+    raw = [str(e.document_id if e.document_id is not None else name) for e, name in ((a, "A"), (b, "B"))]
+    names = [ascii_html(name) for name in raw]  # escaped once: the title below escapes the raw names itself
     body = (
         f'<div class="bilrp-rank">{_STYLE}<h2>Query: {ascii_html(difference.query)}</h2>'
         f'<p class="meta">Why {names[0]} (score {a.score:.4f}) and not {names[1]} (score {b.score:.4f}): '
@@ -154,7 +157,8 @@ def difference_html(difference: Difference, k: int = 5, full_page: bool = False)
         f"<details><summary>full explanation of A</summary>{to_html(a, k=10)}</details>"
         f"<details><summary>full explanation of B</summary>{to_html(b, k=10)}</details></div>"
     )
-    return _page(f"{names[0]} versus {names[1]}", body) if full_page else body
+    page = _page(f"{raw[0]} versus {raw[1]}", body) if full_page else body
+    return HTMLText(page, lambda: plot_difference(difference))
 
 
 def plot_difference(difference: Difference, fontsize: float = 9.0, cmap: str = "RdBu_r") -> Figure:
@@ -215,3 +219,58 @@ def plot_difference(difference: Difference, fontsize: float = 9.0, cmap: str = "
         fontsize=fontsize + 2,
     )
     return figure
+
+
+def plot_ranking(ranking: Ranking, fontsize: float = 9.0) -> Figure:
+    """The ranking at a glance: one row per result, best on top, its score split into ``sum R`` and the bias.
+
+    Each row is labelled with the rank, the document id and the start of the document. A bar runs from 0 to the
+    summed token-pair relevance (red if positive, blue if negative), a hatched bar from there to the score (the
+    bias), and a black tick marks the score, so ``sum R + bias == score`` can be read off.
+
+    Parameters
+    ----------
+    ranking
+        The explained results.
+    fontsize
+        Font size of the labels, in points.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+
+    """
+    results = list(ranking)
+    labels = [
+        f"{rank}. {'' if e.document_id is None else f'[{e.document_id}] '}{_cut(' '.join(e.text_b.split()), 40)}"
+        for rank, e in enumerate(results, start=1)
+    ]
+    totals = np.array([float(e.relevance.detach().double().sum()) for e in results])
+    biases = np.array([e.bias for e in results], dtype=float)
+    figure = InlineFigure(figsize=(label_inches(labels, fontsize) + 5.5, 1.2 + 0.32 * max(len(results), 1)))
+    figure.set_layout_engine("constrained")
+    ax = figure.add_subplot()
+    rows = np.arange(len(results))
+    colors = [POSITIVE_COLOR if t > 0 else NEGATIVE_COLOR for t in totals]
+    ax.barh(rows, totals, height=0.6, color=colors, label="sum of R")
+    ax.barh(rows, biases, left=totals, height=0.6, facecolor="none", edgecolor="#666666", hatch="////", label="bias")
+    ax.scatter(totals + biases, rows, marker="|", s=260, color="black", zorder=3, label="score")
+    ax.axvline(0.0, color="#444444", linewidth=0.8)
+    ends = np.concatenate([[0.0], totals, totals + biases])
+    low, high = float(np.nanmin(ends)), float(np.nanmax(ends))
+    pad = 0.05 * (high - low) or 1.0
+    ax.set_xlim(low - (pad if low < 0 else 0.0), high + pad)
+    ax.set_yticks(rows, labels, fontsize=fontsize)
+    ax.set_ylim(max(len(results), 1) - 0.5, -0.5)
+    ax.set_xlabel("score = sum of the token-pair relevance R + bias", fontsize=fontsize)
+    ax.set_title(f"query: {_cut(' '.join(ranking.query.split()), 70)}", fontsize=fontsize + 1)
+    if results:
+        ax.legend(fontsize=fontsize - 1, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center", va="center", color=SPECIAL_COLOR)
+    return figure
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the names of _EXPORTS, statically
     from .difference import Difference, explain_difference
     from .index import DocumentIndex, IndexMismatchError, UnknownDocumentError
     from .ranking import Ranking, explain_ranking
+    from .score_check import ScoreMismatchError
     from .storage import DamagedIndexError
 
 _EXPORTS = {
@@ -32,6 +33,7 @@ _EXPORTS = {
     "explain_ranking": ".ranking:explain_ranking",
     "Difference": ".difference:Difference",
     "explain_difference": ".difference:explain_difference",
+    "ScoreMismatchError": ".score_check:ScoreMismatchError",
 }
 """Public name -> ``"module:attribute"``; each module is imported when one of its names is first used."""
 

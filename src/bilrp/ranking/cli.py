@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from .._catalog import DEFAULT_MODEL, POOLING_NAMES, SIMILARITY_NAMES
 from .._cli_support import (
+    add_encode_arguments,
     add_engine_arguments,
     add_rules_argument,
+    encode_options,
     load_model,
     positive_int,
     ray_options,
@@ -94,6 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", action="append", default=[], metavar="FILE", help="write .html or .json (with --versus also .png)"
     )
     _add_model_arguments(rank, None)
+    add_encode_arguments(rank, sides="the query, then the documents, which must be the index's")
     add_rules_argument(rank, default=None)
     rank.set_defaults(func=_run_rank)
 
@@ -220,13 +223,16 @@ def _run_rank(args: argparse.Namespace) -> int:
     manifest = read_manifest(Path(args.index).expanduser())
     index = DocumentIndex.open(args.index, index_model(args, manifest), rules=args.rules)
     truncate = not args.no_truncate
+    options = encode_options(args)  # sentence-transformers' encode() options
     if args.versus:
         for name in args.versus:
             index.position(name)  # an unknown id fails before any computation
-        result: Any = explain_difference(index.model, args.query, *args.versus, index=index, truncate=truncate)
+        result: Any = explain_difference(
+            index.model, args.query, *args.versus, index=index, truncate=truncate, **options
+        )
         print(format_difference(result, args.pairs))
     else:
-        result = explain_ranking(index.model, args.query, index, top_k=args.top, truncate=truncate)
+        result = explain_ranking(index.model, args.query, index, top_k=args.top, truncate=truncate, **options)
         print(format_ranking(result, args.pairs, str(args.index)))
     _write(outputs, result, args.pairs)
     for path in outputs:

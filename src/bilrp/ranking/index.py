@@ -5,12 +5,20 @@ contributions ``C_d`` (tokens x dims), its representation ``phi_d`` and its bias
 all a query needs from it. An index is one folder::
 
     manifest.json                 the model fingerprint, the rule set, the storage dtype and the shard list
+                                  (per shard: a digest of its ids and texts, the SHA-256 of its contents)
     shard-00000000.safetensors    one shard: ``contributions`` (its documents' tokens stacked), ``lengths``,
-                                  ``phi`` and ``bias`` tensors; ids, texts and tokens in the metadata
+                                  ``phi`` and ``bias`` tensors; ids, texts, tokens, each document's
+                                  contributions' SHA-256 and the index's identity in the metadata
+    .bilrp.lock                   while a build writes (bilrp._integrity.folder_lock)
 
 Every file is written under a temporary name and renamed (:mod:`bilrp._io`), and a shard counts only once the
 manifest lists it, so an interrupted :meth:`DocumentIndex.build` leaves only complete shards and the next build
-continues after them: nothing is lost, nothing computed twice.
+continues after them: nothing is lost, nothing computed twice. One writer at a time: a build holds the folder's
+lock file (:func:`bilrp._integrity.folder_lock`), and a second writer is refused at once.
+
+Nothing is served unverified (:mod:`bilrp.ranking.manifest`, :mod:`bilrp.ranking.shard_checks`): opening checks
+the manifest's schema and every shard's checksum, identity, documents, shapes and finite vectors; a document's
+contribution rows are checked against their own digest and its tokens against its text when it is explained.
 """
 
 from __future__ import annotations
@@ -22,18 +30,19 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .._integrity import LOCK_NAME, folder_lock
 from .._validation import optional_positive_int, positive_int
 from ..attr import BiLRP
 from ..corpus_runs import RayOptions
 from ..explainer import TextFactor
 from ..models import SimilarityModel, as_similarity_model
 from .fingerprint import canonical_rules, mismatch_message, model_fingerprint
-from .index_build import PARTS, FactorTexts, build_here, build_on_ray, documents_digest
+from .index_build import PARTS, FactorTexts, build_here, build_on_ray, clear_leftovers, documents_digest
+from .shard_checks import check_tokens, load_shards
 from .storage import (
     MANIFEST,
     STORAGE_DTYPES,
     DamagedIndexError,
-    load_shard,
     new_manifest,
     read_contributions,
     read_manifest,
@@ -105,16 +114,13 @@ def _prepare_folder(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         stored = read_manifest(folder)
         _check_manifest(folder, stored, manifest)
         return stored
-    if folder.exists() and not folder.is_dir():
-        raise IndexMismatchError(f"cannot build an index at {folder}: it is a file; give a folder")
     if folder.is_dir():
-        allowed = ("shard-", MANIFEST, PARTS)
+        allowed = ("shard-", MANIFEST, PARTS, LOCK_NAME.lstrip("."))
         others = [p.name for p in folder.iterdir() if not p.name.lstrip(".").startswith(allowed)]
         if others:
             raise IndexMismatchError(
                 f"cannot build an index in {folder}: it holds other files ({others[0]!r}); give a new or empty folder"
             )
-    folder.mkdir(parents=True, exist_ok=True)
     return manifest
 
 
@@ -161,17 +167,8 @@ class DocumentIndex:
     def __init__(self, path: Path, model: SimilarityModel, manifest: dict[str, Any]) -> None:
         self.path, self.model, self.manifest = path, model, manifest
         self.build_lines: list[str] = []  # what a Ray build reports (shards computed, restarted workers)
-        self._records: list[dict] = []
-        self._where: list[tuple[Path, int, int]] = []
-        phis, biases = [], []
-        for shard in manifest["shards"]:
-            records, lengths, phi, bias = load_shard(path, shard)
-            starts = [0, *torch.cumsum(lengths, 0).tolist()]
-            self._where += [(path / shard["file"], starts[row], starts[row + 1]) for row in range(len(records))]
-            self._records += records
-            phis.append(phi)
-            biases.append(bias)
-        self.phi, self.bias = torch.cat(phis), torch.cat(biases)
+        self._records, self._where, self.phi, self.bias = load_shards(path, manifest)
+        self._tokens_checked: set[int] = set()
         self.ids = [record["id"] for record in self._records]
         self.texts = [record["text"] for record in self._records]
         self._position = {name: position for position, name in enumerate(self.ids)}
@@ -233,6 +230,15 @@ class DocumentIndex:
         DocumentIndex
             The complete index, opened with ``model``.
 
+        Raises
+        ------
+        bilrp._integrity.FolderBusyError
+            At once, when another writer (process or thread) is building into ``path``: one writer at a time.
+        IndexMismatchError
+            When ``path`` holds an index of another model, rule set, dtype, prompt or other documents.
+        DamagedIndexError
+            When ``path`` holds a damaged index (nothing is computed onto it).
+
         """
         model = as_similarity_model(model)
         if dtype not in STORAGE_DTYPES:
@@ -243,20 +249,27 @@ class DocumentIndex:
         documents_ = _checked_documents(documents, ids)
         attribution = BiLRP(model, rules=rules)
         folder = Path(path).expanduser()
-        manifest = _prepare_folder(folder, new_manifest(model, attribution.rules, dtype, prompt_name, source))
-        done = _check_documents(folder, manifest, documents_)
+        if folder.exists() and not folder.is_dir():
+            raise IndexMismatchError(f"cannot build an index at {folder}: it is a file; give a folder")
+        wanted = new_manifest(model, attribution.rules, dtype, prompt_name, source)
         unit = FactorTexts(attribution.rules, prompt_name, batch_size, internal_batch_size, truncate)
-        if ray is not None:
-            lines = build_on_ray(unit, ray, documents_, folder, manifest, shard_size, dtype)
-            index = cls(folder, model, manifest)
-            index.build_lines = lines
-            return index
-        bar = tqdm(total=len(documents_), initial=done, unit="doc", desc="indexing (bilrp)", disable=not progress)
-        try:
-            build_here(unit, model, documents_, folder, manifest, shard_size, dtype, bar.update)
-        finally:
-            bar.close()
-        return cls(folder, model, manifest)
+        with folder_lock(folder, "building a document index"):
+            manifest = _prepare_folder(folder, wanted)
+            done = _check_documents(folder, manifest, documents_)
+            if manifest["shards"]:
+                load_shards(folder, manifest)  # the shards to continue from are verified before any is added
+            clear_leftovers(folder, manifest)
+            if ray is not None:
+                lines = build_on_ray(unit, ray, documents_, folder, manifest, shard_size, dtype)
+                index = cls(folder, model, manifest)
+                index.build_lines = lines
+                return index
+            bar = tqdm(total=len(documents_), initial=done, unit="doc", desc="indexing (bilrp)", disable=not progress)
+            try:
+                build_here(unit, model, documents_, folder, manifest, shard_size, dtype, bar.update)
+            finally:
+                bar.close()
+            return cls(folder, model, manifest)
 
     @classmethod
     def open(cls, path: str | Path, model: SimilarityModel | Any, rules: str | None = None) -> DocumentIndex:
@@ -276,6 +289,10 @@ class DocumentIndex:
         ------
         IndexMismatchError
             One line naming what differs (the weights, the pooling, the rule set, ...).
+        DamagedIndexError
+            One line naming the manifest field or the shard file (and document) that fails a check, and what
+            to do: a manifest that breaks the schema, a shard whose checksum, identity, documents, lengths or
+            vectors are wrong. A document's contributions and tokens are checked when :meth:`factor` reads them.
 
         """
         folder = Path(path).expanduser()
@@ -341,11 +358,19 @@ class DocumentIndex:
         return self.texts[self.position(document_id)]
 
     def factor(self, document_id: Any) -> TextFactor:
-        """A document's stored factor: tokens, contributions (in the storage dtype), ``phi`` and bias vector."""
+        """A document's stored factor: tokens, contributions (in the storage dtype), ``phi`` and bias vector.
+
+        The contribution rows are checked against their SHA-256 and for NaN/infinities on every read, and the
+        tokens against the text (tokenized again) on the first; a failure is a one-line
+        :class:`DamagedIndexError` naming the shard file and the document.
+        """
         position = self.position(document_id)
         file, start, end = self._where[position]
-        contributions = read_contributions(file, start, end)
         record = self._records[position]
+        contributions = read_contributions(file, start, end, record, STORAGE_DTYPES[self.dtype])
+        if position not in self._tokens_checked:
+            check_tokens(self.model, record, self.prompt_name, file)
+            self._tokens_checked.add(position)
         offsets = record["offsets"]
         return {
             "length": end - start,

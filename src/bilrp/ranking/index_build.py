@@ -24,9 +24,10 @@ from ..attr import BiLRP
 from ..corpus_runs import RayOptions, Record, WorkUnit, run_unit
 from ..explainer import TextFactor, text_factors
 from .fingerprint import digest
+from .manifest import shard_identity
 from .storage import MANIFEST, STORAGE_DTYPES, shard_bytes, write_shard
 
-__all__ = ["FactorTexts", "PARTS", "build_here", "build_on_ray", "documents_digest"]
+__all__ = ["FactorTexts", "PARTS", "build_here", "build_on_ray", "clear_leftovers", "documents_digest"]
 
 PARTS = "parts"
 """The folder of an index where a Ray build keeps its Parquet parts until they are committed as shards."""
@@ -88,9 +89,12 @@ def _metadata(data: bytes) -> dict[str, Any]:
 
 
 def _commit(folder: Path, manifest: dict, first: int, chunk: list, factors: list, dtype: str) -> None:
-    """Write one index shard whole, then list it in the manifest (the shard's commit point)."""
-    name = write_shard(folder, first, shard_bytes(chunk, factors, STORAGE_DTYPES[dtype]))
-    manifest["shards"].append({"file": name, "first": first, "count": len(chunk), "digest": documents_digest(chunk)})
+    """Write one index shard whole, then list it with its checksum in the manifest (the shard's commit point)."""
+    identity = shard_identity(manifest, first, len(chunk))
+    data, checksum = shard_bytes(chunk, factors, STORAGE_DTYPES[dtype], identity)
+    name = write_shard(folder, first, data)
+    entry = {"file": name, "first": first, "count": len(chunk), "digest": documents_digest(chunk)}
+    manifest["shards"].append({**entry, "content_sha256": checksum})
     manifest["documents"] = first + len(chunk)
     write_json(folder / MANIFEST, manifest)
 
@@ -133,3 +137,12 @@ def build_on_ray(
         _commit(folder, manifest, first, chunk, factors, dtype)
     shutil.rmtree(parts, ignore_errors=True)
     return report.lines()
+
+
+def clear_leftovers(folder: Path, manifest: dict[str, Any]) -> None:
+    """Remove what a killed writer left (temporary files, shards it wrote but never listed); under the lock."""
+    listed = {shard["file"] for shard in manifest["shards"]}
+    for file in folder.iterdir():
+        temporary = file.name.startswith((".shard-", f".{MANIFEST}.")) and file.name.endswith(".partial")
+        if temporary or (file.name.startswith("shard-") and file.name not in listed and file.is_file()):
+            file.unlink(missing_ok=True)

@@ -2,7 +2,8 @@
 
 :func:`create_app` builds the ASGI app (:mod:`~bilrp.server.app`) over an
 :class:`~bilrp.server.explorer.Explorer`; :mod:`~bilrp.server.api` checks the requests,
-:mod:`~bilrp.server.runner` runs the torch work in threads under :mod:`~bilrp.server.deadline`, and
+:mod:`~bilrp.server.runner` runs the torch work in threads under :mod:`~bilrp.server.deadline`,
+:mod:`~bilrp.server.policy` answers only requests addressed to the server from its own page, and
 :mod:`~bilrp.server.cli` adds ``bilrp serve``. The package is the top layer: nothing else in bilrp imports
 it. ``docs/explorer.md`` documents the page, the API and the security note.
 """
@@ -17,6 +18,7 @@ if TYPE_CHECKING:  # the names of _EXPORTS, statically
     from .api import ApiError
     from .app import create_app
     from .deadline import DeadlineExceeded
+    from .policy import RequestPolicy
     from .settings import ServerSettings
 
 _EXPORTS = {
@@ -24,6 +26,7 @@ _EXPORTS = {
     "ServerSettings": ".settings:ServerSettings",
     "ApiError": ".api:ApiError",
     "DeadlineExceeded": ".deadline:DeadlineExceeded",
+    "RequestPolicy": ".policy:RequestPolicy",
 }
 """Public name -> ``"module:attribute"``; each module is imported when one of its names is first used."""
 

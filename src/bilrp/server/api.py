@@ -2,9 +2,10 @@
 
 Every check that needs no model runs here, before any work is queued: the body is JSON, an object, its fields
 have the right types and known values, and the texts are neither empty nor over the server's limit. The
-status codes: 400 for a body that is not what the route takes (malformed JSON, wrong types, unknown method,
-granularity, model, rules, figure kind or format), 422 for well-formed input that cannot be explained (an
-empty text, a text or ``top_k`` over the limit). Fields a route does not know are ignored.
+status codes: 400 for a body that is not what the route takes (malformed JSON, nested too deeply or holding a
+number of more digits than Python reads, wrong types, unknown method, granularity, model, rules, figure kind
+or format), 422 for well-formed input that cannot be explained (an empty text, a text or ``top_k`` over the
+limit). Fields a route does not know are ignored.
 """
 
 from __future__ import annotations
@@ -138,6 +139,10 @@ def read_object(body: bytes, example: str) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         where = f"line {error.lineno} column {error.colno}"
         raise ApiError(400, f"the body is not valid JSON ({error.msg} at {where}): send {example}") from None
+    except RecursionError:
+        raise ApiError(400, f"the body nests arrays or objects too deeply to be read: send {example}") from None
+    except ValueError:  # Python's limit on the digits of an integer (sys.get_int_max_str_digits())
+        raise ApiError(400, f"the body holds a number with too many digits to be read: send {example}") from None
     if not isinstance(data, dict):
         raise ApiError(400, f"the body is {_json_type(data)}, not a JSON object: send {example}")
     return data
@@ -241,7 +246,8 @@ def parse_rank(data: Mapping[str, Any], settings: ServerSettings) -> RankRequest
     if isinstance(top_k, bool) or not isinstance(top_k, int):
         raise ApiError(400, f"top_k must be a whole number, not {_json_type(top_k)}")
     if not 1 <= top_k <= settings.max_top_k:
-        raise ApiError(422, f"top_k is {top_k}: give a whole number from 1 to {settings.max_top_k}")
+        shown = top_k if abs(top_k) < 10**12 else f"a number of {len(str(abs(top_k)))} digits"
+        raise ApiError(422, f"top_k is {shown}: give a whole number from 1 to {settings.max_top_k}")
     return RankRequest(query, top_k)
 
 

@@ -3,8 +3,11 @@
 :func:`create_app` builds a FastAPI app around an :class:`~bilrp.server.explorer.Explorer`. Every API route
 reads its body through :func:`read_body` (413 past ``max_body_bytes``, before the rest is read), checks it
 with :mod:`bilrp.server.api` and runs the torch work through :class:`~bilrp.server.runner.WorkRunner`, off
-the event loop. Every error is answered as JSON ``{"error": "<one line>"}``: the refusals of the API, 404
-and 405 of the router, and, for a bug, 500 (logged with its traceback; the server keeps serving).
+the event loop. Before any route, :class:`~bilrp.server.policy.RequestPolicy` refuses requests addressed to
+another host or sent by another site's page. Every error is answered as JSON ``{"error": "<one line>"}``: the
+refusals of the policy and of the API, 404 and 405 of the router, 503 while the server shuts down, and, for a
+bug, 500 (logged with its traceback; the server keeps serving). A client that disconnects before its request
+is read is logged in one line.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
@@ -42,6 +45,7 @@ from .api import (
     read_object,
 )
 from .explorer import CachedExplanation, Explorer, RankedResult, named_models
+from .policy import RequestPolicy
 from .runner import WorkRunner
 from .settings import ServerSettings
 
@@ -121,6 +125,13 @@ def _guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return await handler(request, time.monotonic())
         except ApiError as error:
             return error_response(error.status, error.message)
+        except ClientDisconnect:  # nobody reads the answer: one line in the log, no traceback
+            logger.warning(
+                "bilrp explorer: the client of %s %s disconnected before sending its whole request (nothing computed)",
+                request.method,
+                request.url.path,
+            )
+            return error_response(400, "the client disconnected before sending its whole request")
         except Exception as error:  # a bug: answer, log, keep serving
             logger.exception("unexpected error in %s %s", request.method, request.url.path)
             return error_response(
@@ -227,14 +238,17 @@ class _Routes:
 
 
 def _closing(runner: WorkRunner):
-    """The app's lifespan: stop the worker threads when the server shuts down."""
+    """The app's lifespan: accept work when the server starts, stop it (and the worker threads) when it shuts
+    down (``bilrp serve`` stops the work earlier, as soon as the shutdown begins).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runner.open()
         try:
             yield
         finally:
-            runner.close()
+            runner.stop()
 
     return lifespan
 
@@ -275,12 +289,15 @@ def create_app(
     index
         A :class:`~bilrp.DocumentIndex` for ``/api/rank`` and ``/api/contrast``, or ``None``.
     settings
-        The limits (:class:`~bilrp.server.ServerSettings`); default ``ServerSettings()``.
+        The limits and the allowed hosts and origins (:class:`~bilrp.server.ServerSettings`); default
+        ``ServerSettings()``.
 
     Returns
     -------
     fastapi.FastAPI
-        The app; ``app.state.explorer`` is its :class:`~bilrp.server.explorer.Explorer`.
+        The app; ``app.state.explorer`` is its :class:`~bilrp.server.explorer.Explorer`, ``app.state.runner``
+        its :class:`~bilrp.server.runner.WorkRunner` (``runner.stop()`` answers the running requests with 503
+        and stops their work: call it when your server begins to shut down).
 
     """
     settings = settings or ServerSettings()
@@ -302,4 +319,5 @@ def create_app(
         app.add_route(f"/api/{name.replace('_', '/')}", _guarded(getattr(routes, name)), methods=["POST"])
     app.mount("/static", StaticFiles(directory=STATIC_FOLDER, check_dir=False), name="static")
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_middleware(RequestPolicy, allowed_hosts=settings.allowed_hosts, allowed_origins=settings.allowed_origins)
     return app

@@ -4,18 +4,23 @@
 ``--index INDEX`` adds the search box. Every check that needs no model runs first: the arguments, the index
 manifest, FastAPI and uvicorn being installed, and the address being free (the socket is bound before the
 model loads), each refused as one line with exit status 2 by the main CLI. A host other than loopback is
-warned about (no authentication). Ctrl-C (or SIGTERM) stops the server cleanly: the running requests finish
-or reach their deadline, and the command exits with status 0. Registering imports nothing heavy.
+warned about (no authentication). The server answers only requests addressed to it and sent by its own page
+or by a client that is not a web page (:mod:`bilrp.server.policy`); ``--allow-host`` and ``--allow-origin``
+add names and origins. Ctrl-C (or SIGTERM) stops the server cleanly within seconds: the running requests
+are answered 503 and their work stops at its next module call, and the command exits with status 0.
+Registering imports nothing heavy.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import signal
 import socket
 import sys
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from .._catalog import DEFAULT_MODEL
@@ -40,9 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "its files and the JSON API (docs/explorer.md) are served by uvicorn until Ctrl-C."
         ),
         epilog=(
-            "Security: the explorer has no authentication, TLS or rate limit. It binds to loopback; before "
-            "exposing it with --host, put an authenticating TLS reverse proxy with request-size and rate limits "
-            "in front of it."
+            "Security: the explorer has no authentication, TLS or rate limit. It binds to loopback and answers only "
+            "requests addressed to localhost, 127.0.0.1, [::1] or the address it listens on, and only JSON from "
+            "its own page or from clients that send no Origin (curl); before exposing it with --host, put an "
+            "authenticating TLS reverse proxy with request-size and rate limits in front of it (docs/explorer.md)."
         ),
     )
     parser.add_argument(
@@ -63,6 +69,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="stop a request that takes longer, answering 504 (default 30)",
     )
     add_rules_argument(parser, default=None)
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="also answer requests addressed to HOST (NAME: any port, NAME:PORT; repeatable), e.g. the name a "
+        "reverse proxy forwards; '*' answers any host (only behind a proxy that checks it)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also answer API calls of the web page at ORIGIN (scheme://host[:port]; repeatable), e.g. "
+        "https://explorer.example behind a TLS proxy",
+    )
     parser.set_defaults(func=run)
 
 
@@ -137,8 +159,10 @@ def _load(args: argparse.Namespace, names: list[str], manifest: dict[str, Any] |
     return models or {DEFAULT_MODEL: load_model(DEFAULT_MODEL)}, index
 
 
-def _announcing_server(config, url: str):
-    """A uvicorn server that prints ``bilrp explorer: URL`` once it listens."""
+def _announcing_server(config, url: str, on_shutdown: Callable[[], None]):
+    """A uvicorn server that prints ``bilrp explorer: URL`` once it listens and calls ``on_shutdown`` as soon
+    as its shutdown begins (before it waits for the running requests).
+    """
     import uvicorn
 
     class AnnouncingServer(uvicorn.Server):
@@ -148,7 +172,24 @@ def _announcing_server(config, url: str):
                 print(f"bilrp explorer: {url}", flush=True)
                 print("bilrp explorer: Ctrl-C stops it", file=sys.stderr, flush=True)
 
+        async def shutdown(self, sockets=None) -> None:
+            on_shutdown()
+            await super().shutdown(sockets=sockets)
+
     return AnnouncingServer(config)
+
+
+def _bound_host(host: str, listener: socket.socket) -> list[str]:
+    """The ``allowed_hosts`` entry of the address the server listens on (none for a wildcard such as 0.0.0.0,
+    whose connections are answered under the address they came to).
+    """
+    try:
+        if ipaddress.ip_address(host.strip("[]")).is_unspecified:
+            return []
+    except ValueError:
+        pass
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    return [f"{shown}:{listener.getsockname()[1]}"]
 
 
 def _serve(server, listener: socket.socket) -> None:
@@ -170,7 +211,12 @@ def run(args: argparse.Namespace) -> int:
     rules_options("bilrp", args.rules)
     from .settings import ServerSettings
 
-    settings = ServerSettings(timeout_s=args.timeout, rules=args.rules)
+    settings = ServerSettings(
+        timeout_s=args.timeout,
+        rules=args.rules,
+        allowed_hosts=tuple(args.allow_host),
+        allowed_origins=tuple(args.allow_origin),
+    )
     manifest = None
     if args.index is not None:
         from pathlib import Path
@@ -192,9 +238,11 @@ def run(args: argparse.Namespace) -> int:
 
         from .app import create_app
 
-        app = create_app(models, index, settings)
+        allowed = (*settings.allowed_hosts, *_bound_host(args.host, listener))
+        app = create_app(models, index, dataclasses.replace(settings, allowed_hosts=allowed))
         config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
-        _serve(_announcing_server(config, url_of(listener, args.host)), listener)
+        server = _announcing_server(config, url_of(listener, args.host), app.state.runner.stop)
+        _serve(server, listener)
     finally:
         listener.close()
     print("bilrp explorer: stopped", file=sys.stderr)

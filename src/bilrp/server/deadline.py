@@ -9,7 +9,8 @@ deadline pass the check at the cost of one thread-local lookup.
 
 Time running out raises :class:`DeadlineExceeded`, a ``BaseException`` like ``KeyboardInterrupt``, so that no
 ``except Exception`` on the way swallows it; bilrp restores the model exactly on such an exception
-(``docs/guarantees.md``, *Model restored exactly*).
+(``docs/guarantees.md``, *Model restored exactly*). The same check stops the work early when the ``stop``
+event of its deadline is set (the server shutting down): it raises :class:`WorkCancelled`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["DeadlineExceeded", "deadline", "check_deadline", "hook_installed"]
+__all__ = ["DeadlineExceeded", "WorkCancelled", "deadline", "check_deadline", "hook_installed"]
 
 
 class DeadlineExceeded(BaseException):
     """The work of this thread ran past its deadline (raised at the next module call or check)."""
+
+
+class WorkCancelled(BaseException):
+    """The work of this thread was stopped before its deadline, by its ``stop`` event (the server shutting
+    down): raised at the next module call or check.
+    """
 
 
 _LOCAL = threading.local()
@@ -33,9 +40,16 @@ _HANDLE = None
 
 
 def check_deadline() -> None:
-    """Raise :class:`DeadlineExceeded` when this thread's deadline has passed (nothing without a deadline)."""
+    """Raise :class:`DeadlineExceeded` when this thread's deadline has passed, :class:`WorkCancelled` when its
+    stop event is set (nothing without a deadline).
+    """
     ends = getattr(_LOCAL, "ends", None)
-    if ends is not None and time.monotonic() > ends:
+    if ends is None:
+        return
+    stop = _LOCAL.stop
+    if stop is not None and stop.is_set():
+        raise WorkCancelled("the work was stopped")
+    if time.monotonic() > ends:
         raise DeadlineExceeded(f"the deadline passed {time.monotonic() - ends:.2f} s ago")
 
 
@@ -68,27 +82,32 @@ def _release_hook() -> None:
 
 
 @contextmanager
-def deadline(ends: float) -> Iterator[None]:
-    """Stop this thread's module calls once ``time.monotonic()`` passes ``ends`` (checked on entry too).
+def deadline(ends: float, stop: threading.Event | None = None) -> Iterator[None]:
+    """Stop this thread's module calls once ``time.monotonic()`` passes ``ends`` or ``stop`` is set (checked on
+    entry too).
 
     Parameters
     ----------
     ends
         The deadline, on the ``time.monotonic()`` clock.
+    stop
+        An event that stops the work before its deadline when set (from any thread), or ``None``.
 
     Raises
     ------
     DeadlineExceeded
         At the first module call (or :func:`check_deadline`) after ``ends``.
+    WorkCancelled
+        At the first module call (or :func:`check_deadline`) after ``stop`` was set.
 
     """
     if getattr(_LOCAL, "ends", None) is not None:
         raise RuntimeError("this thread already runs under a deadline")
     _acquire_hook()
-    _LOCAL.ends = ends
+    _LOCAL.ends, _LOCAL.stop = ends, stop
     try:
         check_deadline()
         yield
     finally:
-        _LOCAL.ends = None
+        _LOCAL.ends, _LOCAL.stop = None, None
         _release_hook()

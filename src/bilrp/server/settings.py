@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._validation import positive_int, positive_number
+from .policy import check_allowed_host, check_allowed_origin
 
 __all__ = ["ServerSettings"]
 
@@ -42,6 +43,13 @@ class ServerSettings:
         Recent explanations kept, so that a download after an explain does not compute it again.
     rules
         The rule set of BiLRP explanations whose request names none (``None``: the model family's).
+    allowed_hosts
+        Host names the server answers besides ``localhost``, ``127.0.0.1``, ``[::1]`` and the address a
+        connection came to (:mod:`bilrp.server.policy`): ``name`` (any port), ``name:port``, or ``"*"`` (any
+        host: only behind a proxy that checks the host itself). ``bilrp serve --allow-host``.
+    allowed_origins
+        Origins (``scheme://host[:port]``) whose web pages may call the API besides the page's own.
+        ``bilrp serve --allow-origin``.
 
     """
 
@@ -54,6 +62,8 @@ class ServerSettings:
     workers: int = 1
     cache_size: int = 32
     rules: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         positive_number("timeout_s", self.timeout_s)
@@ -68,6 +78,13 @@ class ServerSettings:
                 )
         if self.rules is not None and not isinstance(self.rules, str):
             raise ValueError(f"rules must be a rule-set name or None, not {self.rules!r}")
+        for name, check in (("allowed_hosts", check_allowed_host), ("allowed_origins", check_allowed_origin)):
+            entries = getattr(self, name)
+            if isinstance(entries, str) or not isinstance(entries, list | tuple):
+                raise ValueError(f"{name} must be a list of strings, not {entries!r}")
+            for entry in entries:
+                check(entry)
+            object.__setattr__(self, name, tuple(entries))
 
     def limits(self) -> dict[str, float | int]:
         """The limits ``/api/health`` reports."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from zennit.core import Composite
 
 from ...engine import Mode, check_mode, token_contributions
+from ...models.input_points import InputPoint
 from ...rule_sets import choose_composite
 from .pair_attribution import InteractionAttribution, PairSimilarityModel
 
@@ -42,6 +43,10 @@ class BiLRP(InteractionAttribution):
         The rules by name instead (:mod:`bilrp.rule_sets`): ``"paper"`` (the paper's AH + LRP-0),
         ``"epsilon=0.1"``, ``"gamma"``, ``"attnlrp"``, ``"attnlrp-epsilon"``. With neither ``composite`` nor
         ``rules``, the model family's default rule set (``docs/results.md`` gives the evidence).
+    attribute_to
+        The input point: ``"embedding_output"`` (default) or ``"inputs_embeds"`` (HuggingFace's word
+        embeddings; the embedding module's positions and LayerNorm are then explained too, under their rules and
+        the certificate). See :class:`~bilrp.attr.PairAttribution`.
 
     Attributes
     ----------
@@ -59,8 +64,10 @@ class BiLRP(InteractionAttribution):
         mode: Mode = "auto",
         certify: bool = True,
         rules: str | None = None,
+        *,
+        attribute_to: InputPoint = "embedding_output",
     ) -> None:
-        super().__init__(forward_func)
+        super().__init__(forward_func, attribute_to)
         self.composite, self.rules = choose_composite(composite, rules, self.forward_func)
         self.mode = check_mode(mode)
         self.certify = bool(certify)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .nonfinite import refuse_nonfinite
 from .pair_attribution import InteractionAttribution
 
 __all__ = ["EmbeddingInteraction"]
@@ -26,4 +27,5 @@ class EmbeddingInteraction(InteractionAttribution):
             phi = self.forward_func.pooling(hidden, mask)
         weights = mask.to(hidden.dtype) / mask.sum(1, keepdim=True).clamp_min(1).to(hidden.dtype)
         factor = hidden * weights[..., None]
+        refuse_nonfinite(self.name, self.forward_func, self.forward_func.represent, (embeddings,), mask, (factor, phi))
         return (factor if groups is None else torch.einsum("bgs,bsd->bgd", groups.to(factor), factor)), phi

@@ -6,6 +6,8 @@ import torch
 
 from ...composites import PlainComposite
 from ...engine import NORM_FLOOR, Mode, check_mode, token_contributions
+from ...models.input_points import InputPoint
+from .nonfinite import refuse_nonfinite
 from .pair_attribution import InteractionAttribution, PairSimilarityModel
 
 __all__ = ["HessianXProduct"]
@@ -24,13 +26,18 @@ class HessianXProduct(InteractionAttribution):
         A :class:`~bilrp.SimilarityModel` or compatible module.
     mode
         Engine mode, as for :class:`~bilrp.BiLRP`.
+    attribute_to
+        The input point, ``"embedding_output"`` (default) or ``"inputs_embeds"`` (see
+        :class:`~bilrp.attr.PairAttribution`).
 
     """
 
     name = "Hessian x Product"
 
-    def __init__(self, forward_func: PairSimilarityModel, mode: Mode = "auto") -> None:
-        super().__init__(forward_func)
+    def __init__(
+        self, forward_func: PairSimilarityModel, mode: Mode = "auto", *, attribute_to: InputPoint = "embedding_output"
+    ) -> None:
+        super().__init__(forward_func, attribute_to)
         self.mode = check_mode(mode)
 
     def _normalised(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -53,7 +60,7 @@ class HessianXProduct(InteractionAttribution):
         groups: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         with PlainComposite().context(self.forward_func):
-            return token_contributions(
+            contributions, phi = token_contributions(
                 self._normalised,
                 embeddings,
                 mask,
@@ -63,6 +70,11 @@ class HessianXProduct(InteractionAttribution):
                 baseline=baseline,
                 groups=groups,
             )
+            # no certificate here: a NaN or infinite result is refused, naming the module that made it
+            refuse_nonfinite(
+                self.name, self.forward_func, self._normalised, (embeddings, baseline), mask, (contributions, phi)
+            )
+        return contributions, phi
 
     def combine(self, contributions_a, contributions_b, phi_a, phi_b):
         """Dot product of the factors (normalisation is inside them); the score is the model's."""

@@ -11,6 +11,7 @@ from ..._validation import positive_int
 from ...composites import PlainComposite
 from ...engine import Mode
 from ...explaining import explaining
+from ...models.input_points import InputPoint
 from .hessian_x_product import HessianXProduct
 from .pair_attribution import PairSimilarityModel, _computable
 
@@ -63,6 +64,10 @@ class IntegratedJacobians(HessianXProduct):
     baseline
         A callable reference, the same as passing it as ``reference`` (kept for existing code); leave
         ``reference`` at its default then.
+    attribute_to
+        The input point, ``"embedding_output"`` (default) or ``"inputs_embeds"`` (see
+        :class:`~bilrp.attr.PairAttribution`); the ``"pad"`` and ``"mask"`` references are then the word
+        embeddings of those tokens.
 
     Raises
     ------
@@ -82,8 +87,10 @@ class IntegratedJacobians(HessianXProduct):
         mode: Mode = "auto",
         reference: Reference = DEFAULT_REFERENCE,
         baseline: ReferenceFn | None = None,
+        *,
+        attribute_to: InputPoint = "embedding_output",
     ) -> None:
-        super().__init__(forward_func, mode=mode)
+        super().__init__(forward_func, mode=mode, attribute_to=attribute_to)
         self.n_steps = positive_int("n_steps", n_steps)
         if baseline is not None:
             if not callable(baseline):
@@ -186,7 +193,8 @@ def _reference_token_ids(model, reference: str) -> tuple[int, list[int], list[in
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None or not callable(getattr(model, "embed", None)):
         raise ValueError(
-            f"reference={reference!r} needs the model's tokenizer and embed(); pass reference='zero' or a callable"
+            f"reference={reference!r} needs the model's tokenizer and embed(): build the model as "
+            "SimilarityModel(encoder, tokenizer), or pass reference='zero' or a callable"
         )
     fill = getattr(tokenizer, f"{reference}_token_id", None)
     if fill is None:

@@ -10,12 +10,18 @@ from captum.log import log_usage
 
 from ..._validation import optional_positive_int
 from ...engine import NORM_FLOOR, pair_relevance
-from ...explaining import HALF_DTYPES, explaining
+from ...explaining import explaining
 from ...models import as_similarity_model
+from ...models.input_checks import check_pair_inputs
+from ...models.input_points import InputPoint, at_input_point, input_point_of
+from .pair_inputs import baseline_pair, check_mask, computable, pad, unpack_pair
+from .per_text import PerText, check_per_text
+from .per_text import per_text as _per_text
 
 __all__ = ["PairAttribution", "PairSimilarityModel", "InteractionAttribution", "Baselines", "pair_decomposition"]
 
 Baselines = tuple[torch.Tensor, torch.Tensor] | float | None
+_computable = computable  # the name integrated_jacobians imports
 
 
 @runtime_checkable
@@ -35,14 +41,33 @@ class PairAttribution(Attribution):
     """Base class: relevance ``R[b, i, j]`` of token pairs for the similarity of two batches of texts.
 
     Subclasses implement :meth:`_relevance`; this class handles the Captum ``attribute`` conventions.
+
+    Parameters
+    ----------
+    forward_func
+        A :class:`~bilrp.SimilarityModel` (or a ``SentenceTransformer``, a folder or a hub name, wrapped as one),
+        or any module with ``represent``/``compare``/``similarity``.
+    attribute_to
+        The input point (:mod:`bilrp.models.input_points`), as Captum's ``Layer*`` attributions name their layer:
+        ``"embedding_output"`` (default; inputs from ``model.embed(input_ids, attention_mask)``) or
+        ``"inputs_embeds"`` (HuggingFace's ``inputs_embeds``, the word embeddings
+        ``encoder.get_input_embeddings()(input_ids)``; the explained function runs the encoder from there, through
+        positions and the embedding LayerNorm). :attr:`forward_func` is then the function explained, starting
+        at that point. Inputs that certainly belong to the other point are refused in one line.
+
     """
 
     name = "PairAttribution"
 
-    def __init__(self, forward_func: PairSimilarityModel | Any) -> None:
+    def __init__(self, forward_func: PairSimilarityModel | Any, attribute_to: InputPoint = "embedding_output") -> None:
         if not isinstance(forward_func, PairSimilarityModel):  # a SentenceTransformer, a name or a folder
             forward_func = as_similarity_model(forward_func)
-        super().__init__(forward_func)
+        super().__init__(at_input_point(forward_func, attribute_to))
+
+    @property
+    def attribute_to(self) -> str:
+        """The input point: ``"embedding_output"`` or ``"inputs_embeds"``."""
+        return input_point_of(self.forward_func)
 
     @classmethod
     def get_name(cls) -> str:
@@ -71,6 +96,7 @@ class PairAttribution(Attribution):
         internal_batch_size: int | None = None,
         *,
         return_convergence_delta: Literal[False] = False,
+        per_text: None = None,
     ) -> torch.Tensor: ...
 
     @overload
@@ -83,7 +109,34 @@ class PairAttribution(Attribution):
         internal_batch_size: int | None = None,
         *,
         return_convergence_delta: Literal[True],
+        per_text: None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: tuple[torch.Tensor, torch.Tensor],
+        baselines: Baselines = None,
+        target: None = None,
+        additional_forward_args: tuple[torch.Tensor, torch.Tensor] | None = None,
+        internal_batch_size: int | None = None,
+        *,
+        return_convergence_delta: Literal[False] = False,
+        per_text: PerText,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: tuple[torch.Tensor, torch.Tensor],
+        baselines: Baselines = None,
+        target: None = None,
+        additional_forward_args: tuple[torch.Tensor, torch.Tensor] | None = None,
+        internal_batch_size: int | None = None,
+        *,
+        return_convergence_delta: Literal[True],
+        per_text: PerText,
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]: ...
 
     @log_usage()
     def attribute(
@@ -94,15 +147,17 @@ class PairAttribution(Attribution):
         additional_forward_args: tuple[torch.Tensor, torch.Tensor] | None = None,
         internal_batch_size: int | None = None,
         return_convergence_delta: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        per_text: PerText | None = None,
+    ):
         r"""Token-pair relevance for the similarity of ``inputs[0][b]`` and ``inputs[1][b]``.
 
         The arguments follow Captum's order (``inputs, baselines, target, additional_forward_args, ...``),
         so positional calls written for Captum bind as they do there.
 
         Args:
-            inputs (tuple[Tensor, Tensor]): embedding outputs ``(emb_a, emb_b)`` of shapes
-                ``(batch, s_a, width)`` and ``(batch, s_b, width)``, e.g. from ``SimilarityModel.embed``.
+            inputs (tuple[Tensor, Tensor]): the texts' inputs ``(x_a, x_b)`` at the input point
+                (``attribute_to``), of shapes ``(batch, s_a, width)`` and ``(batch, s_b, width)``: embedding
+                outputs from ``SimilarityModel.embed`` (default), or HuggingFace's ``inputs_embeds``.
             baselines (tuple[Tensor, Tensor] or float, optional): reference inputs, for methods that have
                 one (Integrated Jacobians); refused by the others. Default: the method's own.
             target (None): a pair score has one output, so there is nothing to select; anything but
@@ -114,10 +169,16 @@ class PairAttribution(Attribution):
                 batched pass; bounds memory on long texts. Default: chosen from a 2 GiB budget.
             return_convergence_delta (bool, optional): also return ``delta = score - R.sum((1, 2))``, the
                 share of the score carried by biases. Default: False.
+            per_text (str, optional): return Captum's tuple, one tensor per input, instead of the pair matrix:
+                the per-text projections ``(R.sum(2), R.sum(1))`` (:func:`~bilrp.attr.per_text`), as ``"tokens"``
+                ``(batch, s)`` (``sensitivity_max``, ``visualize_text``) or ``"inputs"``, spread evenly over the
+                width to the inputs' shapes (``infidelity`` with :class:`~bilrp.attr.TokenRemoval`). Each adds up
+                to ``R.sum((1, 2))``: each alone plus ``delta`` is the score. Default: None (the pair matrix).
 
         Returns:
-            *Tensor* or (*Tensor*, *Tensor*):
-            - **relevance** (*Tensor*): ``(batch, s_a, s_b)``; padded positions are exactly 0.
+            *Tensor* or (*Tensor*, *Tensor*), and the delta if asked:
+            - **relevance** (*Tensor*): ``(batch, s_a, s_b)``; padded positions are exactly 0 (or the two
+              per-text projections with ``per_text``).
             - **delta** (*Tensor*, returned if ``return_convergence_delta``): ``(batch,)``.
 
         Examples::
@@ -131,6 +192,24 @@ class PairAttribution(Attribution):
             ...     return_convergence_delta=True)
 
         """
+        self._check_arguments(target, baselines, internal_batch_size)
+        per_text = check_per_text(per_text)
+        what = "inputs_embeds" if self.attribute_to == "inputs_embeds" else "embedding outputs"
+        emb_a, emb_b, mask_a, mask_b = unpack_pair(inputs, additional_forward_args, what)
+        with explaining(self.forward_func):
+            with torch.no_grad():
+                check_pair_inputs(self.forward_func, (emb_a, emb_b), (mask_a, mask_b), self.get_name())
+            emb_a, emb_b = computable(emb_a), computable(emb_b)
+            relevance, score = self._relevance(emb_a, emb_b, mask_a, mask_b, internal_batch_size, baselines)
+        relevance = relevance * mask_a[:, :, None].to(relevance.dtype) * mask_b[:, None, :].to(relevance.dtype)
+        result = relevance
+        if per_text is not None:
+            result = _per_text(relevance, (emb_a, emb_b) if per_text == "inputs" else None)
+        if return_convergence_delta:
+            return result, score - relevance.sum((1, 2))
+        return result
+
+    def _check_arguments(self, target, baselines, internal_batch_size) -> None:
         if target is not None:
             raise ValueError(
                 f"target={target!r}: a pair similarity has one output per pair, so there is no target to "
@@ -142,14 +221,6 @@ class PairAttribution(Attribution):
                 "additional_forward_args, the fourth positional argument as in Captum)"
             )
         optional_positive_int("internal_batch_size", internal_batch_size)
-        emb_a, emb_b, mask_a, mask_b = _unpack(inputs, additional_forward_args)
-        with explaining(self.forward_func):
-            emb_a, emb_b = _computable(emb_a), _computable(emb_b)
-            relevance, score = self._relevance(emb_a, emb_b, mask_a, mask_b, internal_batch_size, baselines)
-        relevance = relevance * mask_a[:, :, None].to(relevance.dtype) * mask_b[:, None, :].to(relevance.dtype)
-        if return_convergence_delta:
-            return relevance, score - relevance.sum((1, 2))
-        return relevance
 
     def _relevance(
         self,
@@ -183,7 +254,8 @@ class InteractionAttribution(PairAttribution):
         Parameters
         ----------
         embeddings, mask
-            Embedding outputs ``(batch, seq, width)`` and their 0/1 mask ``(batch, seq)``.
+            Inputs at the input point (:attr:`attribute_to`; embedding outputs by default) ``(batch, seq, width)``
+            and their 0/1 mask ``(batch, seq)``.
         internal_batch_size
             Tangents per batched engine pass.
         baseline
@@ -195,10 +267,10 @@ class InteractionAttribution(PairAttribution):
 
         """
         optional_positive_int("internal_batch_size", internal_batch_size)
-        _check_mask(mask, embeddings.shape[:2], "mask")
+        check_mask(mask, embeddings.shape[:2], "mask")
         with explaining(self.forward_func):
-            embeddings = _computable(embeddings)
-            baseline = None if baseline is None else _computable(baseline)
+            embeddings = computable(embeddings)
+            baseline = None if baseline is None else computable(baseline)
             return self._factor(embeddings, mask, internal_batch_size, baseline, groups)
 
     def _factor(
@@ -242,12 +314,12 @@ class InteractionAttribution(PairAttribution):
         # both sides in one padded batch: one engine pass instead of two
         length_a, length_b = emb_a.shape[1], emb_b.shape[1]
         width = max(length_a, length_b)
-        embeddings = torch.cat([_pad(emb_a, width), _pad(emb_b, width)])
-        masks = torch.cat([_pad(mask_a, width), _pad(mask_b, width)])
+        embeddings = torch.cat([pad(emb_a, width), pad(emb_b, width)])
+        masks = torch.cat([pad(mask_a, width), pad(mask_b, width)])
         reference = None
         if baselines is not None:
-            base_a, base_b = _baseline_pair(baselines, emb_a, emb_b)
-            reference = torch.cat([_pad(base_a, width), _pad(base_b, width)])
+            base_a, base_b = baseline_pair(baselines, emb_a, emb_b)
+            reference = torch.cat([pad(base_a, width), pad(base_b, width)])
         contributions, phi = self._factor(embeddings, masks, internal_batch_size, reference)  # checked, explaining
         batch = emb_a.shape[0]
         return self.combine(
@@ -282,71 +354,3 @@ def pair_decomposition(
         norms = (phi_a.norm(dim=-1) * phi_b.norm(dim=-1)).clamp_min(NORM_FLOOR)
         tokens_a, tokens_b, both = tokens_a / norms[:, None], tokens_b / norms[:, None], both / norms
     return tokens_a, tokens_b, both
-
-
-def _computable(tensor: torch.Tensor) -> torch.Tensor:
-    """Half-precision inputs in float32, the precision :func:`~bilrp.explaining.explaining` runs models in."""
-    return tensor.float() if tensor.dtype in HALF_DTYPES else tensor
-
-
-def _baseline_pair(baselines, emb_a: torch.Tensor, emb_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Captum-style ``baselines`` (one number, or a pair of tensors broadcastable to the inputs) as a pair."""
-    if isinstance(baselines, (int, float)) and not isinstance(baselines, bool):
-        return torch.full_like(emb_a, float(baselines)), torch.full_like(emb_b, float(baselines))
-    if isinstance(baselines, (tuple, list)) and len(baselines) == 2:
-        pair = []
-        for base, emb in zip(baselines, (emb_a, emb_b), strict=True):
-            base = torch.as_tensor(base, dtype=emb.dtype, device=emb.device)
-            try:
-                pair.append(torch.broadcast_to(base, emb.shape).clone())
-            except RuntimeError:
-                raise ValueError(
-                    f"a baseline of shape {tuple(base.shape)} does not broadcast to the input shape {tuple(emb.shape)}"
-                ) from None
-        return pair[0], pair[1]
-    raise ValueError("baselines must be one number or a pair (base_a, base_b) of tensors shaped like the inputs")
-
-
-def _pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
-    """Zero-pad dimension 1 of ``tensor`` to ``length``."""
-    missing = length - tensor.shape[1]
-    if missing == 0:
-        return tensor
-    return torch.cat([tensor, tensor.new_zeros(tensor.shape[0], missing, *tensor.shape[2:])], dim=1)
-
-
-def _unpack(inputs, additional_forward_args):
-    if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
-        raise ValueError("inputs must be a pair (emb_a, emb_b) of embedding outputs")
-    emb_a, emb_b = inputs
-    if emb_a.dim() != 3 or emb_b.dim() != 3 or emb_a.shape[0] != emb_b.shape[0]:
-        raise ValueError(
-            f"inputs must be (batch, seq, width) tensors with the same batch size, got shapes "
-            f"{tuple(emb_a.shape)} and {tuple(emb_b.shape)}"
-        )
-    if emb_a.shape[0] == 0:
-        raise ValueError("inputs hold a batch of 0 pairs: give at least one pair")
-    if additional_forward_args is None:
-        mask_a = torch.ones(emb_a.shape[:2], dtype=torch.long, device=emb_a.device)
-        mask_b = torch.ones(emb_b.shape[:2], dtype=torch.long, device=emb_b.device)
-    else:
-        if not isinstance(additional_forward_args, (tuple, list)) or len(additional_forward_args) != 2:
-            raise ValueError("additional_forward_args must be the pair of attention masks (mask_a, mask_b)")
-        mask_a, mask_b = additional_forward_args
-        _check_mask(mask_a, emb_a.shape[:2], "mask_a")
-        _check_mask(mask_b, emb_b.shape[:2], "mask_b")
-    return emb_a, emb_b, mask_a, mask_b
-
-
-def _check_mask(mask, shape: torch.Size, name: str) -> None:
-    """A mask is a tensor of the given shape holding only 0 and 1, with at least one 1 per text."""
-    if not isinstance(mask, torch.Tensor):
-        raise ValueError(f"{name} must be a tensor of 0s and 1s, got {type(mask).__name__}")
-    if mask.shape != shape:
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(mask.shape)}")
-    values = mask.to(torch.float64)
-    if not bool(((values == 0) | (values == 1)).all()):
-        bad = values[(values != 0) & (values != 1)][0].item()
-        raise ValueError(f"{name} must hold only 0 (padding) and 1 (real token), found {bad:g}")
-    if mask.numel() and not bool((values.sum(-1) > 0).all()):
-        raise ValueError(f"{name} has a text with no real token (a row of zeros): every text needs one")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..._validation import seed as check_seed
+from ...models.input_points import InputPoint
 from .pair_attribution import PairAttribution, PairSimilarityModel
 
 __all__ = ["RandomInteraction"]
@@ -19,13 +20,17 @@ class RandomInteraction(PairAttribution):
         A :class:`~bilrp.SimilarityModel` or compatible module (used for the score in ``delta``).
     seed
         Seed of the generator; the same seed gives the same relevance.
+    attribute_to
+        The input point (only the score in ``delta`` depends on it; see :class:`~bilrp.attr.PairAttribution`).
 
     """
 
     name = "Random"
 
-    def __init__(self, forward_func: PairSimilarityModel, seed: int = 0) -> None:
-        super().__init__(forward_func)
+    def __init__(
+        self, forward_func: PairSimilarityModel, seed: int = 0, *, attribute_to: InputPoint = "embedding_output"
+    ) -> None:
+        super().__init__(forward_func, attribute_to)
         self.seed = check_seed("seed", seed)
 
     def _relevance(self, emb_a, emb_b, mask_a, mask_b, internal_batch_size, baselines=None):
