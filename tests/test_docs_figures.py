@@ -61,3 +61,11 @@ def test_sentences_are_found_across_line_breaks(docs_figures):
     match = pattern.search("the score 0.12\n= sum of R")
     assert match and match.group(1) == "0.12"
     assert docs_figures.formatted("{x:.1e} and {y:.0e}", {"x": 3.3e-4, "y": 1e-6}) == "3.3e-4 and 1e-6"
+
+
+def test_rounding_figures_hold_within_a_factor_and_are_caught_beyond(docs_figures, generated):
+    """Rounding sizes move with the thread count: a factor 1.5 passes, a factor 3 is reported."""
+    _, blocks, numbers = generated
+    assert docs_figures.problems(blocks, dict(numbers, float16_error=numbers["float16_error"] * 1.5)) == []
+    (problem,) = docs_figures.problems(blocks, dict(numbers, float16_error=numbers["float16_error"] * 3))
+    assert "float16" in problem
