@@ -2,25 +2,17 @@
 
 A factor ``C_d`` is valid only for the model that computed it (weights, tokenizer, pooling, head, similarity,
 maximum length, prompts) and for its rules. The model's fingerprint is :func:`bilrp.models.fingerprint.
-model_fingerprint` (shared with the corpus runs, below both); this module adds the index's spelling of a rule
-set (:func:`canonical_rules`) and its refusal when an index is opened with another model
-(:func:`mismatch_message`).
+model_fingerprint` (shared with the corpus runs, below both); the spelling of a rule set is the corpus runs'
+(:func:`bilrp.corpus_runs.identity.canonical_rules`, one spelling for both); this module adds the refusal when
+an index is opened with another model (:func:`mismatch_message`).
 """
 
 from __future__ import annotations
 
+from ..corpus_runs.identity import canonical_rules
 from ..models.fingerprint import FINGERPRINT_PARTS, digest, fingerprint_difference, model_fingerprint
-from ..rule_sets import parse_rule_set
 
 __all__ = ["FINGERPRINT_PARTS", "model_fingerprint", "canonical_rules", "mismatch_message", "digest"]
-
-
-def canonical_rules(spec: str) -> str:
-    """A rule-set spec in one spelling (``"epsilon"`` and ``"epsilon=0.1"`` are the same rules)."""
-    rule_set, value = parse_rule_set(spec)
-    if rule_set.default is None:
-        return rule_set.name
-    return f"{rule_set.name}={float(rule_set.default if value is None else value)!r}"
 
 
 def mismatch_message(
